@@ -1,0 +1,43 @@
+"""Load a finished model folder and run it: one `Predictor` interface over every model family.
+
+Used by evaluation, batch scoring, the server and the apps. A folder holds `modelshop.json`
+(family, format, labels, multi_label, max_length) beside the family's own files.
+May import: errors, settings.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from modelshop.errors import ValidationError
+from modelshop.inference.base import Predictor, probabilities
+
+META_FILE = "modelshop.json"
+
+__all__ = ["Predictor", "load_predictor", "read_meta", "probabilities", "META_FILE"]
+
+
+def read_meta(path: Path) -> dict:
+    meta_path = Path(path) / META_FILE
+    if not meta_path.is_file():
+        raise ValidationError(f"{path} is not a modelshop model folder (no {META_FILE})")
+    return json.loads(meta_path.read_text())
+
+
+def load_predictor(path: Path, *, device: str = "cpu", threads: int | None = None) -> Predictor:
+    """The predictor for the model folder at `path`, whatever its family and format."""
+    meta = read_meta(path)
+    family, fmt = meta["family"], meta.get("format", "pytorch")
+    if family == "tfidf":
+        from modelshop.inference.tfidf import TfidfPredictor
+
+        return TfidfPredictor(Path(path), meta)
+    if fmt == "onnx":
+        from modelshop.inference.onnx import OnnxPredictor  # added with model compression
+
+        return OnnxPredictor(Path(path), meta, threads=threads)
+    from modelshop.inference.transformer import TransformerPredictor
+
+    return TransformerPredictor(Path(path), meta, device=device, threads=threads)
+

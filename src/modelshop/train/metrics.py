@@ -1,0 +1,73 @@
+"""Evaluation figures with scikit-learn: accuracy, F1s, per-class scores, confusion matrix, ECE."""
+
+from __future__ import annotations
+
+import numpy as np
+from sklearn.metrics import (
+    accuracy_score,
+    confusion_matrix,
+    f1_score,
+    multilabel_confusion_matrix,
+    precision_recall_fscore_support,
+)
+from sklearn.preprocessing import MultiLabelBinarizer
+
+
+def expected_calibration_error(confidence: np.ndarray, correct: np.ndarray, bins: int = 10) -> float:
+    """Weighted mean gap between confidence and accuracy over equal-width confidence bins."""
+    confidence, correct = np.asarray(confidence, float), np.asarray(correct, float)
+    if confidence.size == 0:
+        return 0.0
+    which = np.minimum((confidence * bins).astype(int), bins - 1)
+    ece = 0.0
+    for b in range(bins):
+        mask = which == b
+        if mask.any():
+            ece += mask.mean() * abs(confidence[mask].mean() - correct[mask].mean())
+    return float(ece)
+
+
+def compute_metrics(y_true: list, probs: np.ndarray, labels: list[str], *, multi_label: bool = False,
+                    threshold: float = 0.5) -> dict:
+    """All figures for predictions `probs` (n × len(labels)) against gold `y_true`."""
+    probs = np.asarray(probs, dtype=np.float64)
+    if multi_label:
+        mlb = MultiLabelBinarizer(classes=labels)
+        truth = mlb.fit_transform(y_true)
+        pred = (probs >= threshold).astype(int)
+        p, r, f, s = precision_recall_fscore_support(truth, pred, zero_division=0)
+        mcm = multilabel_confusion_matrix(truth, pred)
+        cm = {"labels": labels, "per_label": {lab: m.tolist() for lab, m in zip(labels, mcm, strict=True)}}
+        ece = expected_calibration_error(probs.ravel(), (pred == truth).ravel())
+        acc = accuracy_score(truth, pred)
+        avg = {k: f1_score(truth, pred, average=k, zero_division=0) for k in ("macro", "micro", "weighted")}
+    else:
+        index = {lab: i for i, lab in enumerate(labels)}
+        truth = np.array([index[y] for y in y_true])
+        pred = probs.argmax(axis=1) if len(probs) else np.array([], dtype=int)
+        ids = list(range(len(labels)))
+        p, r, f, s = precision_recall_fscore_support(truth, pred, labels=ids, zero_division=0)
+        cm = {"labels": labels, "matrix": confusion_matrix(truth, pred, labels=ids).tolist()}
+        ece = expected_calibration_error(probs.max(axis=1) if len(probs) else probs, pred == truth)
+        acc = accuracy_score(truth, pred)
+        avg = {k: f1_score(truth, pred, labels=ids, average=k, zero_division=0)
+               for k in ("macro", "micro", "weighted")}
+    return {
+        "n": int(len(y_true)),
+        "accuracy": round(float(acc), 4),
+        "macro_f1": round(float(avg["macro"]), 4),
+        "micro_f1": round(float(avg["micro"]), 4),
+        "weighted_f1": round(float(avg["weighted"]), 4),
+        "ece": round(ece, 4),
+        "per_class": {
+            lab: {"precision": round(float(p[i]), 4), "recall": round(float(r[i]), 4),
+                  "f1": round(float(f[i]), 4), "support": int(s[i])}
+            for i, lab in enumerate(labels)
+        },
+        "confusion_matrix": cm,
+    }
+
+
+def headline(metrics: dict) -> dict:
+    """The figures without the bulky parts, for baselines and summaries."""
+    return {k: v for k, v in metrics.items() if k != "confusion_matrix"}

@@ -1,0 +1,179 @@
+"""One training run end to end: load → check → split → tfidf baseline → fine-tune → evaluate →
+write the model folder (weights, tokenizer, label map, metrics, card, charts) → register."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import time
+from pathlib import Path
+
+from modelshop.data import Dataset, load_dataset, profile_dataset, stratified_split
+from modelshop.errors import ValidationError
+from modelshop.inference import META_FILE
+from modelshop.inference.base import probabilities
+from modelshop.inference.tfidf import decision_logits
+from modelshop.registry import Registry
+from modelshop.settings import Settings, get_settings
+from modelshop.train import charts
+from modelshop.train.card import model_card, recommend
+from modelshop.train.config import TrainConfig
+from modelshop.train.metrics import compute_metrics, headline
+from modelshop.train.tfidf import fit_tfidf, save_tfidf
+
+
+def check_datasets(train: Dataset, evaluation: Dataset | None) -> None:
+    """Refuse data a classifier cannot learn from, with the fix."""
+    names = train.label_names
+    if len(names) < 2:
+        raise ValidationError(
+            f'{train.source or "training data"} has one class only ("{names[0] if names else ""}"); '
+            "a classifier needs at least two labels")
+    if evaluation is not None:
+        unseen = sorted(set(evaluation.label_names) - set(names))
+        if unseen:
+            raise ValidationError(
+                f"eval labels not in the training data: {', '.join(unseen[:10])}; "
+                "add examples of them to the training file or drop them from the eval file")
+        if evaluation.multi_label != train.multi_label:
+            raise ValidationError("train and eval files disagree on multi-label: use one label format in both")
+
+
+def _as_dataset(data, text_col, label_col) -> Dataset:
+    return data if isinstance(data, Dataset) else load_dataset(data, text_col, label_col)
+
+
+def run_training(data, eval_data=None, *, name: str, cfg: TrainConfig | None = None,
+                 text_col: str | None = None, label_col: str | None = None,
+                 settings: Settings | None = None, registry: Registry | None = None,
+                 parent_id: int | None = None, progress: bool | None = None) -> dict:
+    """Train, evaluate and register version N of `name`; returns the figures (the CLI's JSON)."""
+    settings = settings or get_settings()
+    cfg = cfg or TrainConfig()
+    progress = settings.progress if progress is None else progress
+    registry = registry or Registry.from_settings(settings)
+    started = time.perf_counter()
+
+    train = _as_dataset(data, text_col, label_col)
+    evaluation = _as_dataset(eval_data, train.text_col, train.label_col) if eval_data is not None else None
+    if cfg.limit:
+        train = train.subset(range(min(cfg.limit, len(train))))
+    check_datasets(train, evaluation)
+    if evaluation is None:
+        train, evaluation = stratified_split(train, test_size=0.2, seed=cfg.seed)
+        eval_source = f"{train.source} (20% held out, seed {cfg.seed})"
+    else:
+        eval_source = evaluation.source
+    fit_set, val_set = (stratified_split(train, test_size=cfg.validation_fraction, seed=cfg.seed)
+                        if cfg.validation_fraction > 0 else (train, None))
+    label_names = train.label_names
+    multi = train.multi_label
+
+    tokenizer = None
+    if not cfg.is_tfidf:
+        from modelshop.train.base_models import load_tokenizer
+
+        tokenizer = load_tokenizer(cfg.base_model)
+    model_max = min(getattr(tokenizer, "model_max_length", 512) or 512, 512) if tokenizer else 512
+    profile = profile_dataset(train, tokenizer, evaluation, max_model_length=model_max)
+    max_length = cfg.max_length or profile.get("recommended_max_length") or 128
+    balanced = cfg.class_weights == "balanced" or (
+        cfg.class_weights == "auto" and (profile.get("imbalance_ratio") or 1) >= 3)
+
+    build = registry.incoming_dir()
+    try:
+        result = _train_into(build, cfg, fit_set, val_set, evaluation, label_names, multi, max_length,
+                             balanced, profile, progress, settings)
+        meta = result["meta"]
+        data_info = {"train": train.source, "eval": eval_source, "train_sha256": train.fingerprint(),
+                     "eval_sha256": evaluation.fingerprint(), "train_rows": len(fit_set),
+                     "parent": parent_id}
+        rec, reason = recommend(result["metrics"] if not cfg.is_tfidf else None, result["baseline"], profile)
+        figures = {**headline(result["metrics"]), "confusion_matrix": result["metrics"]["confusion_matrix"]}
+        card = model_card(name=name, base_model=cfg.base_model, family=meta["family"], labels=label_names,
+                          multi_label=multi, metrics=result["metrics"], baseline=result["baseline"],
+                          recommended=rec, reason=reason, profile=profile, config=cfg.to_dict(),
+                          data=data_info, fit=result["fit"], charts=result["charts"])
+        (build / "card.md").write_text(card, encoding="utf-8")
+        (build / "profile.json").write_text(json.dumps(profile, ensure_ascii=False, indent=1, default=str))
+        stored = {**figures, "baseline": result["baseline"], "recommended": rec, "reason": reason,
+                  "fit": result["fit"], "max_length": max_length, "config": cfg.to_dict(), "data": data_info,
+                  "search": result.get("search")}
+        (build / "metrics.json").write_text(json.dumps(stored, ensure_ascii=False, indent=1))
+        (build / META_FILE).write_text(json.dumps(meta, ensure_ascii=False, indent=1))
+        row = registry.register(name, build, family=meta["family"], format=meta["format"],
+                                base_model=cfg.base_model, labels=label_names, multi_label=multi,
+                                metrics={**headline(result["metrics"]), "baseline_macro_f1":
+                                         (result["baseline"] or {}).get("macro_f1"), "recommended": rec},
+                                data_sha256=data_info["train_sha256"], eval_sha256=data_info["eval_sha256"],
+                                parent_id=parent_id)
+    finally:
+        if build.exists():  # anything not moved into place is a half-written version: remove it
+            shutil.rmtree(build, ignore_errors=True)
+    folder = registry.path(row)
+    return {"name": name, "version": row.version, "stage": row.stage, "family": meta["family"],
+            **headline(result["metrics"]), "confusion_matrix": result["metrics"]["confusion_matrix"],
+            "baseline": result["baseline"], "recommended": rec, "reason": reason,
+            "max_length": max_length, "path": str(folder), "card": str(folder / "card.md"),
+            "charts": {k: str(folder / v) for k, v in result["charts"].items()},
+            "fit": result["fit"], "search": result.get("search"),
+            "wall_seconds": round(time.perf_counter() - started, 1)}
+
+
+def _train_into(build: Path, cfg: TrainConfig, fit_set: Dataset, val_set: Dataset | None, evaluation: Dataset,
+                label_names: list[str], multi: bool, max_length: int, balanced: bool, profile: dict,
+                progress: bool, settings: Settings) -> dict:
+    val_texts = val_set.texts if val_set is not None else None
+    val_labels = val_set.labels if val_set is not None else None
+    baseline, charts_made, fit_info, search = None, {}, None, None
+    if cfg.tfidf_baseline or cfg.is_tfidf:
+        pipe, tfidf_info = fit_tfidf(fit_set.texts, fit_set.labels, label_names, multi_label=multi,
+                                     val_texts=val_texts, val_labels=val_labels, balanced=balanced,
+                                     threshold=cfg.threshold)
+        probs = probabilities(decision_logits(pipe, evaluation.texts, multi), multi)
+        baseline_full = compute_metrics(evaluation.labels, probs, label_names, multi_label=multi,
+                                        threshold=cfg.threshold)
+        baseline = {**headline(baseline_full), **tfidf_info}
+    if cfg.is_tfidf:
+        save_tfidf(pipe, build)
+        metrics = baseline_full
+        meta = {"family": "tfidf", "format": "sklearn", "labels": label_names, "multi_label": multi,
+                "max_length": 1_000_000, "base_model": "tfidf", "threshold": cfg.threshold}
+        baseline = None
+    else:
+        from modelshop.train.loop import fit_transformer, encode, predict_logits
+
+        ckpt = cfg.checkpoint_dir or (settings.runs_dir / f"{build.name}")
+        run_cfg = cfg.replace(checkpoint_dir=ckpt)
+        if cfg.search_trials:
+            from modelshop.train.search import search
+
+            fit, search = search(run_cfg, (fit_set.texts, fit_set.labels),
+                                 (val_texts, val_labels) if val_set else None, label_names, multi,
+                                 max_length, balanced=balanced, progress=progress)
+        else:
+            fit = fit_transformer(run_cfg, (fit_set.texts, fit_set.labels),
+                                  (val_texts, val_labels) if val_set else None, label_names, multi,
+                                  max_length, balanced=balanced, progress=progress)
+        enc = encode(fit.tokenizer, evaluation.texts, evaluation.labels, label_names, multi, max_length)
+        pad = fit.tokenizer.pad_token_id or 0
+        logits = predict_logits(fit.model, pad, enc, 64, next(fit.model.parameters()).device)
+        metrics = compute_metrics(evaluation.labels, probabilities(logits, multi), label_names,
+                                  multi_label=multi, threshold=cfg.threshold)
+        fit.model.save_pretrained(build)
+        fit.tokenizer.save_pretrained(build)
+        charts_made["training curves"] = charts.training_curves_png(fit.history, build / "training_curves.png").name
+        (build / "history.json").write_text(json.dumps(fit.history))
+        fit_info = {"best_epoch": fit.best_epoch, "best_val_macro_f1": round(fit.best_val_macro_f1, 4),
+                    "samples_per_s": round(fit.samples_per_s, 1), "train_seconds": round(fit.train_seconds, 1),
+                    "peak_memory_mb": round(fit.peak_memory_mb, 1), "class_weights": balanced}
+        meta = {"family": "transformer", "format": "pytorch", "labels": label_names, "multi_label": multi,
+                "max_length": max_length, "base_model": cfg.base_model, "threshold": cfg.threshold}
+        if not cfg.checkpoint_dir:  # our own scratch run folder: the registered version supersedes it
+            shutil.rmtree(ckpt, ignore_errors=True)
+    cm_png = charts.confusion_matrix_png(metrics["confusion_matrix"], build / "confusion_matrix.png")
+    if cm_png:
+        charts_made = {"confusion matrix": cm_png.name, **charts_made}
+    (build / "confusion_matrix.json").write_text(json.dumps(metrics["confusion_matrix"], ensure_ascii=False))
+    return {"metrics": metrics, "baseline": baseline, "meta": meta, "charts": charts_made, "fit": fit_info,
+            "search": search}

@@ -1,0 +1,101 @@
+"""Shared fixtures: a temp modelshop home, a tiny real BERT, the shared datasets when present."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import pytest
+
+from modelshop.settings import Settings, get_settings
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED_DATASETS = REPO.parent / "shared" / "datasets"
+
+
+def shared_dataset(*parts: str) -> Path:
+    """A file under ../shared/datasets, or skip: a user's clone has no ../shared beside it."""
+    path = SHARED_DATASETS.joinpath(*parts)
+    if not path.exists():
+        pytest.skip(f"needs ../shared/datasets/{'/'.join(parts)} (present in CI, not in a plain clone)")
+    return path
+
+
+@pytest.fixture
+def settings(tmp_path, monkeypatch) -> Settings:
+    """Settings on a fresh home (SQLite inside it); also what `get_settings()` returns in the test."""
+    home = tmp_path / "home"
+    monkeypatch.setenv("MODELSHOP_HOME", str(home))
+    monkeypatch.setenv("MODELSHOP_PROGRESS", "false")
+    for var in ("MODELSHOP_DATABASE_URL", "MODELSHOP_REDIS_URL", "MODELSHOP_ADMIN_KEY"):
+        monkeypatch.delenv(var, raising=False)
+    get_settings.cache_clear()
+    yield get_settings()
+    get_settings.cache_clear()
+
+
+@pytest.fixture(scope="session")
+def tiny_bert(tmp_path_factory) -> Path:
+    """A 2-layer, 32-wide BERT with random weights and the real minilm tokenizer, saved to a folder."""
+    import torch
+    from transformers import AutoTokenizer, BertConfig, BertModel
+
+    from modelshop.train.base_models import minilm_path
+
+    torch.manual_seed(0)
+    folder = tmp_path_factory.mktemp("tiny-bert")
+    tokenizer = AutoTokenizer.from_pretrained(minilm_path())
+    config = BertConfig(vocab_size=tokenizer.vocab_size, hidden_size=32, num_hidden_layers=2,
+                        num_attention_heads=2, intermediate_size=64, max_position_embeddings=128)
+    BertModel(config).save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    return folder
+
+
+@pytest.fixture
+def toy_data(tmp_path) -> tuple[Path, Path]:
+    """A small separable two-class problem (train, eval) as JSONL."""
+    pos = ["great product, works well", "love it, fast delivery", "excellent service thank you",
+           "very happy with the quality", "superb, would buy again", "fantastic support team",
+           "works perfectly and arrived early", "brilliant value for money", "really good experience",
+           "amazing, five stars"]
+    neg = ["broken on arrival, terrible", "awful service, never again", "refund me now, it is useless",
+           "very bad quality, disappointed", "late delivery and rude staff", "the worst purchase ever",
+           "stopped working after a day", "horrible experience, avoid", "poor value, cheap plastic",
+           "terrible, one star"]
+    rows = [{"text": t, "label": "good"} for t in pos] + [{"text": t, "label": "bad"} for t in neg]
+    train = tmp_path / "train.jsonl"
+    evaluation = tmp_path / "eval.jsonl"
+    train.write_text("\n".join(json.dumps(r) for r in rows * 3) + "\n")
+    evaluation.write_text("\n".join(json.dumps(r) for r in rows[::2]) + "\n")
+    return train, evaluation
+
+
+def pytest_configure(config):
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+
+PG_BASE = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
+
+
+@pytest.fixture
+def pg_url():
+    """A fresh PostgreSQL schema on 127.0.0.1:5432/test for this test, dropped afterwards."""
+    import uuid
+
+    import sqlalchemy as sa
+
+    try:
+        admin = sa.create_engine(PG_BASE)
+        with admin.connect() as c:
+            c.execute(sa.text("select 1"))
+    except Exception as e:  # noqa: BLE001 - any connection failure means: no server here
+        pytest.skip(f"PostgreSQL not reachable at 127.0.0.1:5432/test ({type(e).__name__})")
+    schema = f"t_{uuid.uuid4().hex[:12]}"
+    with admin.begin() as c:
+        c.execute(sa.text(f'create schema "{schema}"'))
+    yield f"{PG_BASE}?options=-csearch_path%3D{schema}"
+    with admin.begin() as c:
+        c.execute(sa.text(f'drop schema "{schema}" cascade'))
+    admin.dispose()
