@@ -1,4 +1,8 @@
-"""Alembic migrations run from code: `upgrade(engine)` brings any database to head."""
+"""Alembic migrations run from code: `upgrade(engine)` brings any database to every head.
+
+Each part of the platform keeps its own branch of revisions (branch label = the part's name),
+all rooted at 0001, so parts can add tables without ordering against each other.
+"""
 
 from __future__ import annotations
 
@@ -18,5 +22,5 @@ def alembic_config(engine: Engine) -> Config:
     return cfg
 
 
-def upgrade(engine: Engine, revision: str = "head") -> None:
+def upgrade(engine: Engine, revision: str = "heads") -> None:
     command.upgrade(alembic_config(engine), revision)
