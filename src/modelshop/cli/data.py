@@ -20,9 +20,10 @@ def profile(path: Path, text_col: str = typer.Option(None, help="text column (au
             json_out: bool = typer.Option(False, "--json", help="print the profile as JSON")) -> None:
     """Rows, labels and imbalance, token lengths, duplicates, conflicts, leakage, PII."""
     from modelshop.data import profile_file
+    from modelshop.train.base_models import load_tokenizer
 
     result = profile_file(path, text_col=text_col, label_col=label_col, eval_path=eval,
-                          tokenizer=None if tokenizer == "none" else tokenizer, report_dir=report)
+                          tokenizer=None if tokenizer == "none" else load_tokenizer(tokenizer), report_dir=report)
     if json_out:
         emit_json(result)
         return

@@ -7,7 +7,7 @@ import typer
 from modelshop.cli.output import emit_json
 
 
-def demo(epochs: int = typer.Option(4, help="fine-tuning epochs"),
+def demo(epochs: int = typer.Option(8, help="fine-tuning epochs"),
          base_model: str = typer.Option("minilm", help="minilm, tfidf, a folder or a hub id"),
          json_out: bool = typer.Option(False, "--json", help="print what the demo made as JSON")) -> None:
     """Bundled data → profile → train minilm → evaluate beside tfidf → register."""

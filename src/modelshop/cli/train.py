@@ -67,7 +67,7 @@ def predict(texts: list[str] = typer.Argument(..., help="texts to classify"),
             top_k: int = typer.Option(None, help="scores to show per text"),
             json_out: bool = typer.Option(False, "--json")) -> None:
     """Classify texts with a registered version."""
-    from modelshop.train.evaluate import predict as run
+    from modelshop.train.scoring import predict as run
 
     results = run(model, texts, top_k=top_k)
     if json_out:

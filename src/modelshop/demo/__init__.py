@@ -15,7 +15,7 @@ DATA = Path(__file__).parent / "data" / "support_messages.jsonl"
 MODEL_NAME = "support-intent"
 
 
-def run_demo(settings: Settings | None = None, *, epochs: int = 4, base_model: str = "minilm",
+def run_demo(settings: Settings | None = None, *, epochs: int = 8, base_model: str = "minilm",
              say: Callable[[str], None] = print) -> dict:
     """Run the demo pipeline and return what it made (also said step by step through `say`)."""
     from modelshop.data import load_dataset, profile_dataset, write_report
@@ -31,7 +31,8 @@ def run_demo(settings: Settings | None = None, *, epochs: int = 4, base_model: s
     say(f"[1/3] profiled {profile['rows']} messages, {profile['num_labels']} labels "
         f"(imbalance {profile['imbalance_ratio']}:1), PII found: {profile['pii'] or 'none'} → {report}")
     say(f"[2/3] fine-tuning {base_model} beside the tfidf baseline ({epochs} epochs)…")
-    cfg = TrainConfig(base_model=base_model, epochs=epochs, learning_rate=1e-4, batch_size=16)
+    # small data: a higher rate and more passes; early stopping ends it when validation F1 stalls
+    cfg = TrainConfig(base_model=base_model, epochs=epochs, learning_rate=2e-4, batch_size=16)
     result = run_training(ds, name=MODEL_NAME, cfg=cfg, settings=settings)
     b = result.get("baseline") or {}
     say(f"[3/3] registered {result['name']}:{result['version']} ({result['stage']}): "

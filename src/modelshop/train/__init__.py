@@ -15,7 +15,7 @@ def __getattr__(name: str):  # keep `import modelshop.train` light: torch loads 
 
         return run_training
     if name in ("evaluate", "score_file"):
-        from modelshop.train import evaluate as ev
+        from modelshop.train import scoring
 
-        return getattr(ev, name)
+        return getattr(scoring, name)
     raise AttributeError(name)

@@ -22,6 +22,9 @@ from modelshop.train.metrics import compute_metrics, headline
 from modelshop.train.tfidf import fit_tfidf, save_tfidf
 
 
+MIN_ROWS_FOR_VALIDATION = 20  # below this, carving a validation split leaves too little to learn from
+
+
 def check_datasets(train: Dataset, evaluation: Dataset | None) -> None:
     """Refuse data a classifier cannot learn from, with the fix."""
     names = train.label_names
@@ -54,18 +57,26 @@ def run_training(data, eval_data=None, *, name: str, cfg: TrainConfig | None = N
     registry = registry or Registry.from_settings(settings)
     started = time.perf_counter()
 
+    if not cfg.is_tfidf:  # a wrong base model should fail before any data work
+        from modelshop.train.base_models import resolve_base_model
+
+        resolve_base_model(cfg.base_model)
     train = _as_dataset(data, text_col, label_col)
     evaluation = _as_dataset(eval_data, train.text_col, train.label_col) if eval_data is not None else None
     if cfg.limit:
         train = train.subset(range(min(cfg.limit, len(train))))
     check_datasets(train, evaluation)
     if evaluation is None:
+        if len(train) < 10:
+            raise ValidationError(f"{len(train)} rows are too few to hold out an evaluation set; "
+                                  "give --eval FILE or at least 10 labelled rows")
         train, evaluation = stratified_split(train, test_size=0.2, seed=cfg.seed)
         eval_source = f"{train.source} (20% held out, seed {cfg.seed})"
     else:
         eval_source = evaluation.source
     fit_set, val_set = (stratified_split(train, test_size=cfg.validation_fraction, seed=cfg.seed)
-                        if cfg.validation_fraction > 0 else (train, None))
+                        if cfg.validation_fraction > 0 and len(train) >= MIN_ROWS_FOR_VALIDATION
+                        else (train, None))
     label_names = train.label_names
     multi = train.multi_label
 

@@ -1,0 +1,3 @@
+from modelshop.cli import main
+
+main()

@@ -1,0 +1,57 @@
+"""find_pii / redact_pii: each kind found, validated by its check digit, and nothing else."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from modelshop.data import find_pii, redact_pii
+from modelshop.data.pii import id_card_valid, luhn_valid
+
+
+@pytest.mark.parametrize(("text", "kinds", "redacted"), [
+    ("write to john.doe+shop@example.co.uk today", {"email": 1}, "write to [EMAIL] today"),
+    ("我的手机13812345678，谢谢", {"phone": 1}, "我的手机[PHONE]，谢谢"),
+    ("电话 +86 139 1234 5678 或 0086-150-1234-5678", {"phone": 2}, "电话 [PHONE] 或 [PHONE]"),
+    ("call (555) 123-4567 or 555.123.4567", {"phone": 2}, "call [PHONE] or [PHONE]"),
+    ("US +1 555 123 4567, UK +44 20 7946 0958", {"phone": 2}, "US [PHONE], UK [PHONE]"),
+    ("身份证号11010519491231002X已登记", {"id_card": 1}, "身份证号[ID_CARD]已登记"),
+    ("pay with 4111 1111 1111 1111 or 5500-0055-5555-5559", {"card": 2}, "pay with [CARD] or [CARD]"),
+    ("QQ邮箱13812345678@qq.com", {"email": 1}, "QQ邮箱[EMAIL]"),
+])
+def test_found_and_redacted(text: str, kinds: dict, redacted: str) -> None:
+    assert find_pii(text) == kinds
+    assert redact_pii(text) == redacted
+
+
+@pytest.mark.parametrize("text", [
+    "身份证号110105194912310021",  # wrong check digit
+    "card 4111 1111 1111 1112",  # fails Luhn
+    "order 20240115 on 2024-01-15, 1,234,567 units, v1.2.3, ip 192.168.1.1",
+    "订单号2023138123456789012",  # a mobile number inside a longer digit run is not one
+    "score 12-10 in 1999, room 101",
+    "email at example dot com, @handle",
+])
+def test_not_personal_data(text: str) -> None:
+    assert find_pii(text) == {}
+    assert redact_pii(text) == text
+
+
+def test_check_digits() -> None:
+    assert id_card_valid("11010519491231002X") and id_card_valid("11010519491231002x")
+    assert not id_card_valid("110105194912310021")
+    assert luhn_valid("4111111111111111") and luhn_valid("79927398713")
+    assert not luhn_valid("79927398710")
+
+
+def test_one_megabyte_is_fast() -> None:
+    text = ("客户 alice@example.com 电话13812345678 paid 4111111111111111 on 2024-01-05. " * 15_000)[:1_000_000]
+    start = time.perf_counter()
+    found = find_pii(text)
+    assert time.perf_counter() - start < 5
+    assert found["email"] > 10_000 and found["phone"] > 10_000 and found["card"] > 10_000
+    for hostile in ("a" * 1_000_000, "1" * 1_000_000, "a@" * 500_000, "+1 " * 300_000):
+        start = time.perf_counter()
+        find_pii(hostile)
+        assert time.perf_counter() - start < 5, hostile[:5]

@@ -1,0 +1,100 @@
+"""The command line: one-line errors with the fix, JSON contracts, the demo's orchestration."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+
+def run(*args: str, env_home=None, check_rc: int | None = 0) -> subprocess.CompletedProcess:
+    import os
+
+    env = {**os.environ, "MODELSHOP_PROGRESS": "false", "HF_HUB_OFFLINE": "1"}
+    if env_home:
+        env["MODELSHOP_HOME"] = str(env_home)
+    proc = subprocess.run([sys.executable, "-m", "modelshop", *args], capture_output=True, text=True, env=env,
+                          timeout=600)
+    if check_rc is not None:
+        assert proc.returncode == check_rc, proc.stderr[-2000:]
+    return proc
+
+
+def one_line_error(proc) -> str:
+    assert proc.returncode == 2, proc.stderr
+    lines = [ln for ln in proc.stderr.splitlines() if ln.strip()]
+    assert len(lines) == 1 and lines[0].startswith("error: "), proc.stderr
+    assert "Traceback" not in proc.stderr
+    return lines[0]
+
+
+@pytest.mark.parametrize(("content", "args", "match"), [
+    ("", [], "empty"),
+    ('{"txt": "a", "label": "x"}\n{"txt": "b", "label": "y"}\n', ["--text-col", "txt_"], 'did you mean "txt"'),
+    ('{"text": "a", "label": "x"}\n{"text": "b", "label": "x"}\n', [], "one class only"),
+    ('{"text": "a", "label": "x"}\n{"text": "b", "label": "y"}\n', ["--base-model", "/no/such/dir"], "unknown base model"),
+    ('{"text": "a", "label": "x"}\n{"text": "b", "label": "y"}\n', ["--epochs", "0"], "epochs: must be"),
+])
+def test_train_bad_input_is_one_line(tmp_path, content, args, match):
+    data = tmp_path / "d.jsonl"
+    data.write_text(content)
+    proc = run("train", "--data", str(data), "--name", "m", "--base-model", "tfidf", *args,
+               env_home=tmp_path / "home", check_rc=None)
+    assert match in one_line_error(proc)
+    assert not list((tmp_path / "home" / "models").glob("m/v*")) if (tmp_path / "home" / "models").exists() else True
+
+
+def test_non_utf8_file_is_one_line(tmp_path):
+    data = tmp_path / "d.csv"
+    data.write_bytes(b"text,label\ncaf\xe9 ok,x\nbad \xff\xfe,y\n")
+    proc = run("data", "profile", str(data), "--tokenizer", "none", env_home=tmp_path / "home", check_rc=None)
+    assert "UTF-8" in one_line_error(proc)
+
+
+def test_train_eval_predict_json_contract(tmp_path, toy_data):
+    train, evaluation = toy_data
+    home = tmp_path / "home"
+    out = json.loads(run("train", "--data", str(train), "--eval", str(evaluation), "--base-model", "tfidf",
+                         "--name", "t", "--json", env_home=home).stdout)
+    assert {"name", "version", "accuracy", "macro_f1", "per_class"} <= out.keys()
+    ev = json.loads(run("eval", "--model", "t:1", "--data", str(evaluation), "--json", env_home=home).stdout)
+    assert ev["macro_f1"] == out["macro_f1"] and set(ev["per_class"]) == set(out["per_class"])
+    pred = run("predict", "--model", "t", "awful, broken, refund", env_home=home).stdout
+    assert pred.startswith("bad\t")
+    listed = json.loads(run("models", "list", "--json", env_home=home).stdout)
+    assert [(m["name"], m["version"], m["stage"]) for m in listed] == [("t", 1, "production")]
+    missing = run("predict", "--model", "tt", "x", env_home=home, check_rc=None)
+    assert 'did you mean "t"' in one_line_error(missing)
+
+
+def test_data_profile_json_and_report(tmp_path, toy_data):
+    train, evaluation = toy_data
+    prof = json.loads(run("data", "profile", str(train), "--eval", str(evaluation), "--tokenizer", "none",
+                          "--report", str(tmp_path / "r"), "--json").stdout)
+    assert prof["rows"] == 60 and prof["num_labels"] == 2
+    assert prof["exact_duplicates"]["count"] > 0 and prof["leakage"]["exact"] > 0
+    assert (tmp_path / "r" / "report.html").is_file()
+
+
+def test_demo_orchestration_on_a_tiny_model(settings, tiny_bert):
+    """The demo's steps end to end, with a tiny BERT so it runs in seconds (the real run is `modelshop demo`)."""
+    from modelshop.demo import run_demo
+
+    said: list[str] = []
+    result = run_demo(settings, epochs=1, base_model=str(tiny_bert), say=said.append)
+    assert result["train"]["version"] == 1 and result["train"]["baseline"]["macro_f1"] > 0.2
+    assert any("registered support-intent:1" in s for s in said)
+    assert result["profile"]["pii"]  # the demo data carries (fake) e-mails and phones
+
+
+@pytest.mark.slow
+def test_real_minilm_learns_the_demo_data(tmp_path):
+    """The real all-MiniLM-L6-v2 weights fine-tune well above chance (1/8) on the bundled data."""
+    from modelshop.demo import DATA
+
+    out = json.loads(run("train", "--data", str(DATA), "--name", "real", "--base-model", "minilm", "--epochs", "4",
+                         "--learning-rate", "2e-4", "--batch-size", "16", "--json", env_home=tmp_path / "h").stdout)
+    assert out["macro_f1"] > 0.4, out["macro_f1"]
+    assert out["baseline"]["macro_f1"] > 0.3 and out["recommended"] in {"transformer", "tfidf"}
