@@ -6,6 +6,7 @@ No other module reads `os.environ`; they take a `Settings` (usually from `get_se
 from __future__ import annotations
 
 import functools
+from decimal import Decimal
 from pathlib import Path
 from typing import Literal
 
@@ -33,6 +34,111 @@ class Settings(BaseSettings):
         None, ge=1, description="torch intra-op threads; default: torch's own choice")
     device: str = Field("auto", description="auto | cpu | cuda | cuda:N")
     progress: bool = Field(True, description="show progress bars on stderr")
+    # billing (modelshop.billing): metering, limits, serving cost
+    billing_group_commit_ms: float = Field(
+        2.0, ge=0, le=1000,
+        description="window in ms in which concurrent usage records share one transaction (group commit)")
+    billing_group_commit_max: int = Field(
+        500, ge=1, description="most usage records written in one group-commit transaction")
+    rate_limit_prefix: str = Field(
+        "modelshop", description="Redis key prefix of rate-limit buckets; one per deployment sharing a Redis")
+    serving_cost_currency: str = Field("USD", description="currency of the serving_cost_* rates")
+    serving_cost_per_compute_second: dict[str, Decimal] = Field(
+        default_factory=lambda: {"*": Decimal("0.0001")},
+        description='serving cost per second of inference by model (NAME:VERSION, NAME or "*"), '
+                    'JSON with decimal strings, e.g. {"*": "0.0001"}')
+    serving_cost_per_1k_tokens: dict[str, Decimal] = Field(
+        default_factory=dict, description='serving cost per 1000 tokens by model, JSON, e.g. {"minilm": "0.00002"}')
+    reseller_default_discount_percent: Decimal = Field(
+        Decimal("20"), ge=0, le=100, description="wholesale discount of a reseller created without one")
+
+    # --- serving (modelshop.serve): `modelshop serve`, dynamic batching, limits -----------------
+    host: str = Field("127.0.0.1", description="address `modelshop serve` listens on (0.0.0.0: all interfaces)")
+    port: int = Field(8000, ge=1, le=65535, description="port `modelshop serve` listens on")
+    default_model: str | None = Field(
+        None, description="model served when a request names none and more than one is in production")
+    serve_gate: Literal["admin", "billing"] = Field(
+        "admin", description="who may call: admin = only MODELSHOP_ADMIN_KEY, nothing metered; "
+        "billing = customer keys, limits and the usage ledger (modelshop.billing.make_gate)")
+    max_batch_tokens: int = Field(
+        16384, ge=1, description="token budget of one batch, counted padded: longest input × inputs")
+    max_batch_requests: int = Field(
+        64, ge=1, description="most inputs in one batch, whatever their length")
+    max_concurrent_requests: int = Field(
+        512, ge=1, description="requests in flight at once; past this new ones get 429 (never an unbounded queue)")
+    max_wait_ms: float = Field(
+        0.0, ge=0, description="how long a free model waits for more inputs before running a small batch; "
+        "0: run what is queued at once (as text-embeddings-inference does)")
+    auto_truncate: bool = Field(
+        False, description="truncate inputs longer than the model's max length instead of answering 413")
+    max_input_chars: int = Field(
+        100_000, ge=1, description="longest text accepted, in characters (413 above)")
+    max_inputs_per_request: int = Field(
+        256, ge=1, description="most texts in one request (413 above); larger jobs use batch scoring")
+    max_request_bytes: int = Field(
+        16 * 1024 * 1024, ge=1024, description="largest request body accepted, in bytes (413 above)")
+    reload_interval_s: float = Field(
+        1.0, ge=0, description="how often a request checks the registry for a newly promoted version "
+        "(0: on every request); the new one loads in a thread and is swapped in when ready")
+    embedding_model: str = Field(
+        "minilm", description="weights behind /v1/embeddings: minilm (all-MiniLM-L6-v2) or a local folder")
+    explain_steps: int = Field(
+        16, ge=2, le=512, description="integrated-gradients steps per /explain call (more: closer, slower)")
+
+    # --- applications (modelshop.apps): FAQ answering, support bot, feedback, recommendation ------
+    faq_exact_max_entries: int = Field(
+        100_000, ge=1, description="knowledge bases with more entries also get an approximate HNSW index "
+        "(faiss) and answer from it; up to this many, exact search with numpy")
+    faq_threshold_floor: float = Field(
+        0.5, ge=0, le=1, description="lowest confidence threshold a knowledge base is calibrated to "
+        "(minilm cosine; off-topic questions rarely score above it)")
+    faq_threshold_quantile: float = Field(
+        0.95, gt=0, lt=1, description="a KB's threshold is this quantile of the best scores that the bundled "
+        "off-topic probe questions reach in it (never below faq_threshold_floor)")
+    support_min_confidence: float = Field(
+        0.5, ge=0, le=1, description="intent confidence below which a bot's reply counts as unsure: "
+        "the message goes to the labelling queue (default of `modelshop apps bot create`)")
+    support_handoff_intents: list[str] = Field(
+        default_factory=lambda: ["complaint", "human_agent"],
+        description='intents that hand the conversation to a person, JSON list (default of bot create)')
+    support_handoff_phrases: list[str] = Field(
+        default_factory=lambda: ["talk to a human", "speak to a human", "real person", "human agent",
+                                 "talk to a person", "speak to a person", "live agent", "customer service rep",
+                                 "转人工", "人工客服", "找人工", "真人客服", "人工服务"],
+        description="phrases (English/Chinese, case-insensitive) that hand the conversation to a person, JSON list")
+    support_max_unsure_turns: int = Field(
+        2, ge=1, description="consecutive unsure replies after which a bot hands the session to a person")
+    label_down_rating: int = Field(
+        2, ge=1, le=4, description="ratings 1..5 at or below this (and \"down\") put the message in the labelling queue")
+    recommend_cf_max_items: int = Field(
+        10_000, ge=10, description="collaborative filtering (EASE) covers this many most-interacted items; the "
+        "rest are ranked by their text alone (memory grows with its square)")
+
+    # --- channels and storefront (modelshop.channels, modelshop.web) -----------------------------
+    attribution_model: Literal["first", "last"] = Field(
+        "first", description="which touch binds a new customer to its channel: the first or the last one "
+        "inside the attribution window")
+    attribution_window_days: int = Field(
+        60, ge=1, le=3650, description="touches older than this many days before signup are not used; "
+        "also the lifetime of the storefront's visitor cookie")
+    channels_currency: str = Field(
+        "USD", description="currency of channel reports: invoices, costs and commissions in other "
+        "currencies are left out of them")
+    channels_churn_floor: Decimal = Field(
+        Decimal("0.02"), gt=0, le=1, description="lowest monthly churn used in LTV, so a channel that lost "
+        "no customer yet does not get an infinite LTV (0.02: LTV counts at most 50 months)")
+    commission_hold_days: int = Field(
+        30, ge=0, le=365, description="days a commission waits after its invoice is paid before approval "
+        "(the refund window), for rules created without their own")
+    storefront_plans: list[str] | None = Field(
+        None, description='plan codes offered on the storefront (pricing table and signup), JSON list, '
+        'e.g. ["free", "payg"]; default: every plan')
+    storefront_demo_rpm: int = Field(
+        10, ge=1, description="playground calls per minute per visitor (the demo principal's own tight limit)")
+    storefront_demo_global_rpm: int = Field(
+        120, ge=1, description="playground calls per minute for all storefront visitors together")
+    storefront_demo_max_chars: int = Field(
+        500, ge=1, description="longest text the playground accepts, in characters")
 
     @model_validator(mode="after")
     def _no_placeholder_secrets(self) -> Settings:

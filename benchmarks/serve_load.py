@@ -1,0 +1,348 @@
+"""Serving under load, measured in one run on a minilm fine-tuned on rotten_tomatoes:
+
+    (a) our server (`modelshop serve`, a subprocess: dynamic batching)
+    (b) a naive FastAPI server calling `transformers.pipeline` once per request (a subprocess)
+    (c) the bare model in this process, no HTTP: length-sorted batches of 64 (the library's
+        `predictor.logits`), and batches of 32 in arrival order (what a server can see)
+and the int8, ONNX and ONNX-int8 forms (`modelshop optimize`): bare texts/s and macro-F1 on the
+test texts beside fp32, and optionally each served as in (a).
+
+Load: the test texts, one per request, from 32 concurrent keep-alive connections driven by one
+asyncio process speaking raw HTTP/1.1 (light, so it takes little CPU from the server). Loopback
+only; every run is bounded in requests and seconds, and the servers are stopped at the end.
+
+    .venv/bin/python benchmarks/serve_load.py                               # full run (~15 min on 2 cores)
+    .venv/bin/python benchmarks/serve_load.py --train-rows 300 --requests 200 --eval-rows 400   # short
+    .venv/bin/python benchmarks/serve_load.py --home ~/.modelshop --model reviews --no-forms
+    .venv/bin/python benchmarks/serve_load.py --home H --model M --gate billing --api-key CUSTOMER_KEY  # metered
+Targets: (a) ≥ 3 × (b) in throughput, (a) ≥ 0.8 × (c), p99 of (a) ≤ p99 of (b) / 2; int8 and ONNX
+forms ≥ 1.5 × fp32 texts/s with ≤ 1 point of macro-F1 lost.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+DATA = Path(__file__).resolve().parents[2] / "shared" / "datasets" / "rotten_tomatoes"
+KEY = "benchmark-key-0123456789abcdef"
+CLIENTS = 32
+
+
+# --- the load generator ---------------------------------------------------------------------------
+
+async def _connection(port: int, path: str, key: str, bodies: list, latencies: list, answers: dict, deadline: float):
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    try:
+        for index, body in bodies:
+            if time.perf_counter() > deadline:
+                return
+            head = (f"POST {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+                    f"Authorization: Bearer {key}\r\nContent-Length: {len(body)}\r\n\r\n").encode()
+            started = time.perf_counter()
+            writer.write(head + body)
+            await writer.drain()
+            status = int((await reader.readline()).split()[1])
+            length = 0
+            while (line := await reader.readline()) not in (b"\r\n", b""):
+                name, _, value = line.decode("latin-1").partition(":")
+                if name.strip().lower() == "content-length":
+                    length = int(value)
+            payload = await reader.readexactly(length)
+            latencies.append(time.perf_counter() - started)
+            answers[index] = (status, payload)
+    finally:
+        writer.close()
+
+
+def load(port: int, path: str, texts: list[str], body_of, *, seconds: float, key: str = KEY) -> dict:
+    """Send each text once, from CLIENTS connections; throughput and latency percentiles."""
+    bodies = [(i, json.dumps(body_of(t)).encode()) for i, t in enumerate(texts)]
+    latencies: list[float] = []
+    answers: dict[int, tuple[int, bytes]] = {}
+
+    async def main():
+        deadline = time.perf_counter() + seconds
+        await asyncio.gather(*(_connection(port, path, key, bodies[c::CLIENTS], latencies, answers, deadline)
+                               for c in range(CLIENTS)))
+
+    started = time.perf_counter()
+    asyncio.run(main())
+    wall = time.perf_counter() - started
+    lat = sorted(latencies)
+
+    def pct(p):
+        return round(1000 * lat[min(len(lat) - 1, int(p / 100 * len(lat)))], 1) if lat else None
+
+    ok = sum(1 for s, _ in answers.values() if s == 200)
+    return {"requests": len(answers), "ok": ok, "req_per_s": round(len(answers) / wall, 1),
+            "p50_ms": pct(50), "p95_ms": pct(95), "p99_ms": pct(99), "answers": answers}
+
+
+# --- servers --------------------------------------------------------------------------------------
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def start(cmd: list[str], env: dict, port: int, timeout: float = 180) -> subprocess.Popen:
+    import httpx
+
+    proc = subprocess.Popen(cmd, env={**os.environ, **env}, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"server exited: {proc.stderr.read().decode()[-2000:]}")
+        try:
+            if httpx.get(f"http://127.0.0.1:{port}/health", timeout=2).status_code == 200:
+                return proc
+        except httpx.TransportError:
+            pass
+        time.sleep(0.25)
+    proc.kill()
+    raise RuntimeError("server did not come up in time")
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process so far (Linux /proc)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def measured(proc: subprocess.Popen, run) -> dict:
+    """`run()`'s figures plus the server's and this process's CPU seconds per request."""
+    server0, client0 = cpu_seconds(proc.pid), time.process_time()
+    result = run()
+    n = max(result["requests"], 1)
+    result["server_cpu_ms"] = round(1000 * (cpu_seconds(proc.pid) - server0) / n, 2)
+    result["client_cpu_ms"] = round(1000 * (time.process_time() - client0) / n, 2)
+    return result
+
+
+def stop(proc: subprocess.Popen) -> None:
+    proc.terminate()
+    try:
+        proc.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+
+
+def naive_server(model_dir: str, port: int) -> None:
+    """(b): the server many first write — one pipeline call per request, in FastAPI's thread pool."""
+    import uvicorn
+    from fastapi import FastAPI
+    from transformers import pipeline
+
+    pipe = pipeline("text-classification", model=model_dir, tokenizer=model_dir, device="cpu")
+    app = FastAPI()
+
+    @app.get("/health")
+    def health():
+        return {"status": "ok"}
+
+    @app.post("/predict")
+    def predict(body: dict):
+        return pipe(body["inputs"], top_k=None, truncation=True)
+
+    uvicorn.run(app, host="127.0.0.1", port=port, log_level="warning", access_log=False)
+
+
+def our_server_metrics(port: int) -> dict:
+    import httpx
+
+    text = httpx.get(f"http://127.0.0.1:{port}/metrics", headers={"Authorization": f"Bearer {KEY}"}).text
+    values = {}
+    for line in text.splitlines():
+        if line.startswith(("modelshop_batch_size_sum", "modelshop_batch_size_count")):
+            values[line.split("{")[0]] = float(line.rsplit(" ", 1)[-1])
+    count = values.get("modelshop_batch_size_count", 0)
+    return {"batches": int(count), "mean_batch": round(values.get("modelshop_batch_size_sum", 0) / count, 1)
+            if count else None}
+
+
+def serve_ours(home: Path, name: str, texts: list[str], args) -> dict:
+    port = free_port()
+    env = {"MODELSHOP_HOME": str(home), "MODELSHOP_ADMIN_KEY": KEY, "MODELSHOP_SERVE_GATE": args.gate,
+           "MODELSHOP_PROGRESS": "false", "MODELSHOP_DEFAULT_MODEL": name, "TOKENIZERS_PARALLELISM": "false"}
+    if args.threads:
+        env["MODELSHOP_TORCH_THREADS"] = str(args.threads)
+    proc = start([sys.executable, "-c", "from modelshop.cli import main; main()", "serve", "--port", str(port)],
+                 env, port)
+    try:
+        body = lambda t: {"inputs": t, "truncate": True}  # noqa: E731
+        path, key = f"/predict?model={name}", args.api_key or KEY
+        load(port, path, texts[:CLIENTS], body, seconds=60, key=key)  # warm-up, not counted
+        result = measured(proc, lambda: load(port, path, texts, body, seconds=args.seconds, key=key))
+        result.update(our_server_metrics(port))
+    finally:
+        stop(proc)
+    return result
+
+
+def serve_naive(model_dir: Path, texts: list[str], args) -> dict:
+    port = free_port()
+    proc = start([sys.executable, __file__, "--naive-server", str(model_dir), "--port", str(port)],
+                 {"TOKENIZERS_PARALLELISM": "false"}, port)
+    try:
+        body = lambda t: {"inputs": t}  # noqa: E731
+        load(port, "/predict", texts[:CLIENTS], body, seconds=60)
+        return measured(proc, lambda: load(port, "/predict", texts, body, seconds=args.seconds))
+    finally:
+        stop(proc)
+
+
+# --- the run --------------------------------------------------------------------------------------
+
+def read(path: Path, n: int | None) -> tuple[list[str], list[str]]:
+    rows = [json.loads(line) for line in path.read_text().splitlines()[:n]]
+    return [r["text"] for r in rows], [r["label"] for r in rows]
+
+
+def agreement(answers: dict, labels: list[str]) -> float:
+    """Share of answered requests whose top label is the bare model's."""
+    same = total = 0
+    for i, (status, payload) in answers.items():
+        if status == 200:
+            top = json.loads(payload)
+            top = top[0] if isinstance(top[0], dict) else top[0][0]
+            same += top["label"] == labels[i]
+            total += 1
+    return round(same / total, 4) if total else 0.0
+
+
+def bare(predictor, texts: list[str]) -> dict:
+    """(c): texts/s and CPU ms per text of the model alone, two ways of batching."""
+    predictor.logits(texts[:64])
+    out = {}
+
+    def timed(key, run):
+        started, cpu = time.perf_counter(), time.process_time()
+        result = run()
+        out[key] = {"req_per_s": round(len(texts) / (time.perf_counter() - started), 1),
+                    "server_cpu_ms": round(1000 * (time.process_time() - cpu) / len(texts), 2), "client_cpu_ms": 0}
+        return result
+
+    sorted64 = timed("sorted64", lambda: predictor.logits(texts, batch_size=64))
+    timed("arrival32", lambda: [predictor.forward(predictor.encode(texts[s:s + CLIENTS]))  # no sorting
+                                for s in range(0, len(texts), CLIENTS)])
+    out["labels"] = [predictor.labels[j] for j in sorted64.argmax(1)]
+    return out
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--home", type=Path, help="modelshop home holding --model (default: a fresh temp home)")
+    p.add_argument("--model", help="registered fp32 minilm model to use (default: fine-tune one now)")
+    p.add_argument("--train-rows", type=int, default=2000, help="rows to fine-tune the quick model on")
+    p.add_argument("--requests", type=int, default=800, help="test texts sent, one per request")
+    p.add_argument("--eval-rows", type=int, default=None, help="test rows for the int8/ONNX accuracy (default: all)")
+    p.add_argument("--seconds", type=float, default=300, help="cap on each load run")
+    p.add_argument("--gate", choices=["admin", "billing"], default="admin",
+                   help="admin: key check only, nothing metered; billing: the metering gate of modelshop.billing")
+    p.add_argument("--api-key", help="key the clients send to (a) (default: the admin key; with --gate billing "
+                                     "pass a customer key, made beforehand in --home, to meter every call)")
+    p.add_argument("--threads", type=int, help="torch/onnxruntime threads for (a) and (c) (default: every core)")
+    p.add_argument("--no-naive", action="store_true", help="skip (b)")
+    p.add_argument("--no-forms", action="store_true", help="skip the int8/ONNX forms")
+    p.add_argument("--serve-forms", action="store_true", help="also load-test each form served as in (a)")
+    p.add_argument("--naive-server", help=argparse.SUPPRESS)
+    p.add_argument("--port", type=int, help=argparse.SUPPRESS)
+    args = p.parse_args()
+    if args.naive_server:
+        naive_server(args.naive_server, args.port)
+        return
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+    from pydantic import SecretStr
+
+    from modelshop.inference import load_predictor
+    from modelshop.registry import Registry
+    from modelshop.settings import Settings
+
+    home = args.home or Path(tempfile.mkdtemp(prefix="serve-load-"))
+    settings = Settings(home=home, progress=False, admin_key=SecretStr(KEY), torch_threads=args.threads)
+    busy = os.getloadavg()[0]
+    if busy > 0.5:
+        print(f"note: load average {busy:.1f} before starting: other processes share the CPU, so the figures "
+              "will be low and noisy; run it on an idle machine", flush=True)
+    registry = Registry.from_settings(settings)
+    name = args.model
+    if name is None:
+        from modelshop.train import TrainConfig, run_training
+
+        name = "rt-minilm"
+        print(f"fine-tuning minilm on {args.train_rows} rotten_tomatoes rows (1 epoch) into {home} ...", flush=True)
+        run_training(DATA / "train.jsonl", DATA / "test.jsonl", name=name, settings=settings,
+                     cfg=TrainConfig(base_model="minilm", epochs=1, limit=args.train_rows, tfidf_baseline=False,
+                                     validation_fraction=0.0))
+    source = registry.get(name)
+    texts, gold = read(DATA / "test.jsonl", args.requests)
+    print(f"model {source.ref}; {len(texts)} test texts, one per request, {CLIENTS} concurrent clients", flush=True)
+
+    predictor = load_predictor(registry.path(source), threads=settings.torch_threads)
+    c = bare(predictor, texts)
+    del predictor
+    rows = {"(c) bare, sorted batches of 64": c["sorted64"], "(c') bare, arrival order, batches of 32": c["arrival32"]}
+    a = serve_ours(home, name, texts, args)
+    rows["(a) modelshop serve"] = a
+    if not args.no_naive:
+        rows["(b) FastAPI + pipeline per request"] = serve_naive(registry.path(source), texts, args)
+    print(f"\n{'':42s} {'req/s':>8s} {'p50 ms':>8s} {'p95 ms':>8s} {'p99 ms':>8s}  agree  errors"
+          "  CPU ms per request: server / clients")
+    for label, r in rows.items():
+        errors = r["requests"] - r["ok"] if "ok" in r else ""
+        agree = agreement(r["answers"], c["labels"]) if "answers" in r else ""
+        cpu = f"{r['server_cpu_ms']} / {r['client_cpu_ms']}" if "server_cpu_ms" in r else ""
+        print(f"{label:42s} {r['req_per_s']:8.1f} {r.get('p50_ms') or '':>8} {r.get('p95_ms') or '':>8} "
+              f"{r.get('p99_ms') or '':>8}  {agree!s:5s}  {errors!s:6s}  {cpu}")
+    print(f"(a) batches: {a['batches']}, mean inputs per batch {a['mean_batch']}")
+    print("targets:")
+    print(f"  (a) / (c) = {a['req_per_s'] / c['sorted64']['req_per_s']:.2f} (≥ 0.8)   "
+          f"[vs arrival-order batches: {a['req_per_s'] / c['arrival32']['req_per_s']:.2f}]")
+    if not args.no_naive:
+        b = rows["(b) FastAPI + pipeline per request"]
+        print(f"  (a) / (b) = {a['req_per_s'] / b['req_per_s']:.2f} (≥ 3)   "
+              f"p99 (a) / p99 (b) = {a['p99_ms'] / b['p99_ms']:.2f} (≤ 0.5)")
+    if not args.no_forms:
+        forms(settings, registry, source, name, texts, args)
+    print(f"load average at the end: {os.getloadavg()[0]:.1f} (this run's own processes included)")
+
+
+def forms(settings, registry, source, name, texts, args) -> None:
+    from modelshop.optimize import optimize
+
+    eval_path = DATA / "test.jsonl"
+    print(f"\ncompressing {source.ref}; measuring on {args.eval_rows or 'all'} test rows ...", flush=True)
+    result = optimize(source.ref, data=eval_path, variants=["int8", "onnx", "onnx-int8"], limit=args.eval_rows,
+                      settings=settings)
+    s = result["source"]
+    print(f"{'form':12s} {'texts/s':>8s} {'×fp32':>6s} {'macro-F1':>9s} {'F1 pts lost':>12s}  target ≥1.5× and ≤1 pt")
+    print(f"{'fp32':12s} {s['texts_per_s']:8.1f} {1.0:6.2f} {s['macro_f1']:9.4f} {0.0:12.2f}")
+    for v in result["versions"]:
+        ok = v["speedup"] >= 1.5 and v["macro_f1_points_lost"] <= 1.0
+        print(f"{v['variant']:12s} {v['texts_per_s']:8.1f} {v['speedup']:6.2f} {v['macro_f1']:9.4f} "
+              f"{v['macro_f1_points_lost']:12.2f}  {'met' if ok else 'NOT met'}")
+    if args.serve_forms:
+        try:
+            for v in result["versions"]:
+                registry.promote(f"{name}:{v['version']}")
+                r = serve_ours(settings.home, name, texts, args)
+                print(f"served {v['variant']:10s} {r['req_per_s']:8.1f} req/s  p50 {r['p50_ms']} ms  "
+                      f"p99 {r['p99_ms']} ms  mean batch {r['mean_batch']}")
+        finally:
+            registry.promote(source.ref)
+
+
+if __name__ == "__main__":
+    main()

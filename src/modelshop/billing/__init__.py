@@ -1,0 +1,26 @@
+"""billing: metering, plans, keys, invoices, wallet, revenue — nodes H, I and J of the design.
+
+    plans, pricing, money   plan files (strict), prices on exact Decimals, rounding once per line
+    accounts, keys          plan versions, resellers, customers; API keys (hash + prefix only)
+    usage, committer        the append-only usage ledger, written by group commit
+    limits, gate            rpm/tpm buckets (in-process or Redis) and `BillingGate`, the serve seam
+    invoices, wallet        draft → finalised → paid | void; the prepaid wallet ledger
+    revenue, audit          serving cost and gross margin; the admin audit log
+    api                     admin and customer-self-service FastAPI routers (imported on demand)
+
+May import: db, settings, errors, serve.gate. Library functions take a `Database` and an
+`actor` (who is doing it, for the audit log); the CLI and the HTTP API are thin layers on them.
+"""
+
+from modelshop.billing import guards as _guards  # noqa: F401  (registers the immutability guard)
+
+__all__ = ["BillingGate", "make_gate"]
+
+
+def __getattr__(name: str):
+    # the gate is imported on first use, so `billing.tables` (migrations, `all_tables`) stays light
+    if name in __all__:
+        from modelshop.billing import gate
+
+        return getattr(gate, name)
+    raise AttributeError(f"module 'modelshop.billing' has no attribute {name!r}")

@@ -1,0 +1,184 @@
+"""`BillingGate`: the `modelshop.serve.gate.Gate` with customer keys, limits, quotas and the ledger.
+
+    authenticate  key → Principal by SHA-256 lookup; revoked/expired → 401 with the reason
+    replay        the stored first reply of a retried Idempotency-Key (not metered again)
+    admit         scope → 403, rpm/tpm buckets → 429 (retry_after + RateLimit data in `extra`),
+                  plan quota or prepaid wallet → 402
+    record        the usage event and idempotency record, group-committed, durable before return
+
+Database calls run in worker threads so the event loop keeps serving. No key is ever logged.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import hmac
+import logging
+import time
+from collections.abc import Callable
+
+from modelshop.billing import keys as keystore
+from modelshop.billing import usage, wallet
+from modelshop.billing.accounts import plan_spec
+from modelshop.billing.committer import GroupCommitter
+from modelshop.billing.limits import LocalLimiter, RedisLimiter, Verdict, ratelimit_headers
+from modelshop.billing.money import fmt
+from modelshop.billing.periods import months_of, parse_period, period_of
+from modelshop.billing.pricing import usage_charges_minor
+from modelshop.billing.tables import Customer, Plan
+from modelshop.db import Database, get_database, utcnow
+from modelshop.errors import (Conflict, Forbidden, PayloadTooLarge, PaymentRequired, QuotaExceeded, RateLimited,
+                              Unauthorized)
+from modelshop.serve.gate import Call, Principal, StoredReply, Units
+from modelshop.settings import Settings
+
+log = logging.getLogger(__name__)
+_NO_MATCH = keystore.hash_key("no key has this hash")
+
+
+class BillingGate:
+    """The metering gate. One per server process; replicas share the database (and Redis when set)."""
+
+    def __init__(self, settings: Settings, db: Database | None = None, *,
+                 clock: Callable[[], dt.datetime] = utcnow) -> None:
+        self.settings = settings
+        self.db = db or get_database(settings)
+        self.clock = clock
+        self._admin_key = settings.admin_key.get_secret_value().encode() if settings.admin_key else None
+        self.limiter = (RedisLimiter(settings.redis_url, settings.rate_limit_prefix) if settings.redis_url
+                        else LocalLimiter())
+        self.committer: GroupCommitter[usage.Metered, bool] = GroupCommitter(
+            lambda batch: usage.write_batch(self.db, batch),
+            settings.billing_group_commit_ms / 1000.0, settings.billing_group_commit_max)
+        self._limits: dict[int, tuple[Verdict, float]] = {}
+
+    # --- authenticate ------------------------------------------------------------------------
+
+    async def authenticate(self, token: str | None) -> Principal:
+        if not token:
+            raise Unauthorized("missing API key: send Authorization: Bearer <key>")
+        if self._admin_key is not None and hmac.compare_digest(token.encode(), self._admin_key):
+            return Principal(kind="admin", label="admin")
+        found = await asyncio.to_thread(keystore.find_by_secret, self.db, token)
+        # compare the digests in constant time even when the lookup found nothing
+        digest = keystore.hash_key(token)
+        if found is None or not hmac.compare_digest(found[0].key_hash, digest):
+            hmac.compare_digest(_NO_MATCH, digest)
+            log.info("authentication failed: unknown key")
+            raise Unauthorized("invalid API key")
+        key, customer = found
+        now = self.clock()
+        if key.status == "revoked":
+            log.info("authentication failed: key %s… revoked", key.prefix)
+            raise Unauthorized(f"API key {key.prefix}… was revoked at {key.revoked_at:%Y-%m-%dT%H:%M:%SZ}; "
+                               "use a current key")
+        if key.expires_at is not None and key.expires_at <= now:
+            log.info("authentication failed: key %s… expired", key.prefix)
+            raise Unauthorized(f"API key {key.prefix}… expired at {key.expires_at:%Y-%m-%dT%H:%M:%SZ}; "
+                               "create a new key")
+        if key.kind == "admin":
+            return Principal(kind="admin", key_id=key.id, label=key.prefix)
+        if customer is None or customer.status != "active":
+            raise Forbidden(f"customer account {key.customer_id} is suspended; contact support")
+        return Principal(kind="customer", key_id=key.id, customer_id=key.customer_id,
+                         models=tuple(key.models) if key.models else None, rpm=key.rpm, tpm=key.tpm,
+                         label=key.prefix)
+
+    # --- replay ------------------------------------------------------------------------------
+
+    async def replay(self, principal: Principal, idempotency_key: str | None, route: str) -> StoredReply | None:
+        key = usage.check_idempotency_key(idempotency_key)
+        if key is None or principal.customer_id is None:
+            return None
+        row = await asyncio.to_thread(usage.stored_reply, self.db, principal.customer_id, key)
+        if row is None:
+            return None
+        if row.route != route:
+            raise Conflict(f"Idempotency-Key was first used on {row.route}, not {route}; use a new key")
+        return StoredReply(status=row.status, body=row.body, headers=dict(row.headers))
+
+    # --- admit -------------------------------------------------------------------------------
+
+    async def admit(self, principal: Principal, model: str, units: Units) -> None:
+        if principal.kind != "customer":
+            return
+        if principal.models is not None and model not in principal.models \
+                and model.partition(":")[0] not in principal.models:
+            raise Forbidden(f'this key may not call model "{model}"; it may call: {", ".join(principal.models)}')
+        if principal.tpm and units.tokens > principal.tpm:
+            raise PayloadTooLarge(f"this request has {units.tokens} tokens, more than the key's limit of "
+                                  f"{principal.tpm} tokens per minute; send smaller requests")
+        verdict = await self.limiter.acquire(principal.key_id, principal.rpm, principal.tpm, units.tokens)
+        if principal.rpm:
+            self._limits[principal.key_id] = (verdict, time.monotonic())
+        if not verdict.allowed:
+            which, limit = ("requests", principal.rpm) if verdict.denied_by == "rpm" else ("tokens", principal.tpm)
+            raise RateLimited(f"rate limit of {limit} {which} per minute reached; "
+                              f"retry in {verdict.retry_after:.1f} s", retry_after=verdict.retry_after,
+                              limit=verdict.limit, remaining=verdict.remaining, reset=verdict.reset,
+                              headers=ratelimit_headers(
+                                  {"limit": verdict.limit, "remaining": verdict.remaining, "reset": verdict.reset}))
+        await asyncio.to_thread(self._check_plan, principal.customer_id, units)
+
+    def _check_plan(self, customer_id: int, units: Units) -> None:
+        """Quota of the plan period and, for prepaid plans, the wallet (402 with the reason)."""
+        now = self.clock()
+        with self.db.session() as s:
+            customer = s.get(Customer, customer_id)
+            plan = s.get(Plan, customer.plan_id)
+            spec = plan_spec(plan)
+            if spec.quota is None and not spec.prepaid:
+                return
+            period = period_of(now, spec.interval)
+            used = usage.month_totals(s, customer_id, months_of(period))
+            if spec.quota is not None and spec.quota.action == "block":
+                wanted = getattr(units, spec.quota.metric)
+                if used[spec.quota.metric] + wanted > spec.quota.limit:
+                    _, end, _ = parse_period(period)
+                    raise QuotaExceeded(
+                        f"quota of {spec.quota.limit:,} {spec.quota.metric} per {spec.interval} reached "
+                        f"({used[spec.quota.metric]:,} used); it resets at {end:%Y-%m-%dT%H:%M:%SZ}, "
+                        "or move to a larger plan", limit=spec.quota.limit, used=used[spec.quota.metric],
+                        reset_at=end.isoformat())
+            if spec.prepaid:
+                balance = wallet.balance_minor(s, customer_id, spec.currency)
+                spent = usage_charges_minor(spec, used)
+                if spent >= balance:
+                    raise PaymentRequired(
+                        f"prepaid balance exhausted ({fmt(balance - spent, spec.currency)} {spec.currency} "
+                        "left after this period's usage); top up the wallet",
+                        balance=fmt(balance - spent, spec.currency), currency=spec.currency)
+
+    def rate_limit(self, principal: Principal) -> dict | None:
+        """RateLimit-Limit/Remaining/Reset of the key's last admitted call, for response headers."""
+        entry = self._limits.get(principal.key_id) if principal.key_id is not None else None
+        if entry is None:
+            return None
+        verdict, at = entry
+        return {"limit": verdict.limit, "remaining": verdict.remaining,
+                "reset": max(0.0, verdict.reset - (time.monotonic() - at))}
+
+    # --- record ------------------------------------------------------------------------------
+
+    async def record(self, principal: Principal, call: Call, reply: StoredReply) -> None:
+        """Write the call's usage (and its reply when it has an Idempotency-Key); returns once committed."""
+        if principal.kind != "customer":
+            return
+        metered = usage.Metered(
+            customer_id=principal.customer_id, key_id=principal.key_id, request_id=call.request_id[:64],
+            route=call.route[:100], model=call.model[:200], requests=call.units.requests,
+            tokens=call.units.tokens, characters=call.units.characters,
+            compute_us=round(call.inference_seconds * 1_000_000), occurred_at=self.clock(),
+            idempotency_key=usage.check_idempotency_key(call.idempotency_key),
+            status=reply.status, body=reply.body, headers=dict(reply.headers))
+        await self.committer.submit(metered)
+
+    async def close(self) -> None:
+        await self.committer.drain()
+        await self.limiter.close()
+
+
+def make_gate(settings: Settings, db: Database | None = None) -> BillingGate:
+    """The gate `modelshop serve` uses when `serve_gate` is "billing"."""
+    return BillingGate(settings, db)

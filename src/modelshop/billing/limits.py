@@ -1,0 +1,144 @@
+"""Per-key rate limits: token buckets for requests per minute (rpm) and tokens per minute (tpm).
+
+A bucket holds up to one minute's allowance and refills continuously. A call takes 1 from the
+rpm bucket and its token count from the tpm bucket, both or neither. `LocalLimiter` keeps the
+buckets in this process (the embedded default); `RedisLimiter` keeps them in Redis and takes
+them in one Lua script, so every replica sharing the Redis enforces one limit.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import threading
+import time
+from dataclasses import dataclass
+
+import redis.asyncio as aioredis
+from redis.exceptions import RedisError
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Verdict:
+    allowed: bool
+    limit: int            # the rpm limit (the one the RateLimit-* headers describe)
+    remaining: int        # requests left in the rpm bucket after this call
+    reset: float          # seconds until the rpm bucket is full again
+    retry_after: float    # seconds until this call would be allowed (0 when allowed)
+    denied_by: str = ""   # "rpm" or "tpm": the bucket that was short
+
+
+def _buckets(rpm: int | None, tpm: int | None, tokens: int) -> list[tuple[str, float, float, float]]:
+    """(name, capacity, refill per second, cost) of each bucket this call draws from."""
+    out = []
+    if rpm:
+        out.append(("rpm", float(rpm), rpm / 60.0, 1.0))
+    if tpm and tokens:
+        out.append(("tpm", float(tpm), tpm / 60.0, float(tokens)))
+    return out
+
+
+class LocalLimiter:
+    """Buckets in a dict, under a lock; right for one process."""
+
+    def __init__(self, clock=time.monotonic) -> None:
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._state: dict[tuple[int, str], tuple[float, float]] = {}
+
+    async def acquire(self, key_id: int, rpm: int | None, tpm: int | None, tokens: int) -> Verdict:
+        buckets = _buckets(rpm, tpm, tokens)
+        with self._lock:
+            now = self._clock()
+            levels = []
+            for name, cap, per_s, _cost in buckets:
+                level, at = self._state.get((key_id, name), (cap, now))
+                levels.append(min(cap, level + (now - at) * per_s))
+            wait = max([(cost - lvl) / per_s for (_, _, per_s, cost), lvl in zip(buckets, levels, strict=True)
+                        if lvl < cost] or [0.0])
+            if wait == 0:
+                levels = [lvl - b[3] for b, lvl in zip(buckets, levels, strict=True)]
+            for (name, *_), lvl in zip(buckets, levels, strict=True):
+                self._state[(key_id, name)] = (lvl, now)
+        return _verdict(rpm, buckets, levels, wait)
+
+    async def close(self) -> None:
+        return None
+
+
+def _verdict(rpm: int | None, buckets, levels, wait: float) -> Verdict:
+    short = next((b[0] for b, lvl in zip(buckets, levels, strict=True) if lvl < b[3]), "") if wait else ""
+    if not rpm:
+        return Verdict(wait == 0, 0, 0, 0.0, wait, short)
+    level = levels[0]
+    return Verdict(wait == 0, rpm, max(0, math.floor(level)), (rpm - level) / (rpm / 60.0), wait, short)
+
+
+# KEYS: one bucket key per limit; ARGV: capacity, refill per second, cost for each, in order.
+# Time comes from the Redis server, so replicas with skewed clocks still share one bucket.
+LUA = """
+local t = redis.call('TIME')
+local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
+local levels, wait = {}, 0
+for i = 1, #KEYS do
+  local cap, rate, cost = tonumber(ARGV[3*i-2]), tonumber(ARGV[3*i-1]), tonumber(ARGV[3*i])
+  local h = redis.call('HMGET', KEYS[i], 'level', 'at')
+  local level, at = tonumber(h[1]), tonumber(h[2])
+  if level == nil then level, at = cap, now end
+  level = math.min(cap, level + math.max(0, now - at) * rate)
+  levels[i] = level
+  if level < cost then wait = math.max(wait, (cost - level) / rate) end
+end
+local out = {wait > 0 and 0 or 1, tostring(wait)}
+for i = 1, #KEYS do
+  local cap, rate, cost = tonumber(ARGV[3*i-2]), tonumber(ARGV[3*i-1]), tonumber(ARGV[3*i])
+  if wait == 0 then levels[i] = levels[i] - cost end
+  redis.call('HSET', KEYS[i], 'level', tostring(levels[i]), 'at', tostring(now))
+  redis.call('PEXPIRE', KEYS[i], math.ceil(cap / rate * 1000) + 1000)
+  out[#out + 1] = tostring(levels[i])
+end
+return out
+"""
+
+
+class RedisLimiter:
+    """Buckets in Redis, taken atomically by one Lua script; shared by every replica."""
+
+    def __init__(self, url: str, prefix: str = "modelshop") -> None:
+        self._redis = aioredis.Redis.from_url(url)
+        self._script = self._redis.register_script(LUA)
+        self._prefix = prefix
+
+    async def acquire(self, key_id: int, rpm: int | None, tpm: int | None, tokens: int) -> Verdict:
+        buckets = _buckets(rpm, tpm, tokens)
+        if not buckets:
+            return Verdict(True, 0, 0, 0.0, 0.0)
+        keys = [f"{self._prefix}:rl:{key_id}:{name}" for name, *_ in buckets]
+        args = [str(v) for _, cap, per_s, cost in buckets for v in (cap, per_s, cost)]
+        try:
+            allowed, wait, *levels = await self._script(keys=keys, args=args)
+        except (RedisError, OSError) as e:
+            # a limiter outage must not take the API down: admit, and say so loudly
+            log.warning("rate limiter unavailable (%s); admitting without a limit", type(e).__name__)
+            return Verdict(True, rpm or 0, rpm or 0, 0.0, 0.0)
+        return _verdict(rpm, buckets, [float(x) for x in levels], 0.0 if int(allowed) else float(wait))
+
+    async def ping(self) -> None:
+        await self._redis.ping()
+
+    async def close(self) -> None:
+        await self._redis.aclose()
+
+
+def ratelimit_headers(info: dict | None, retry_after: float | None = None) -> dict[str, str]:
+    """`RateLimit-Limit/Remaining/Reset` (and `Retry-After`) from `BillingGate.rate_limit(...)` or
+    a `RateLimited` error's `extra`; whole seconds, rounded up."""
+    headers = {}
+    if info and info.get("limit"):
+        headers = {"RateLimit-Limit": str(info["limit"]), "RateLimit-Remaining": str(info["remaining"]),
+                   "RateLimit-Reset": str(math.ceil(info["reset"]))}
+    if retry_after is not None:
+        headers["Retry-After"] = str(max(1, math.ceil(retry_after)))
+    return headers

@@ -1,0 +1,38 @@
+"""Serving (seed node E): the HTTP server over the registry's production versions.
+
+    app         create_app(settings, gate=None): FastAPI app, the one error handler, middleware
+    routes/     /predict (TEI), /models/{name} (Hugging Face), /v1/embeddings (OpenAI), /explain,
+                /health, /info, /metrics
+    service     the path of one inference request: slot → tokenise → gate.admit → batcher
+    metering    the Gate as routes use it: caller, idempotent replays, the metered reply and its headers
+    gate        THE seam with monetisation (authenticate / replay / admit / record); AdminKeyGate
+    pool        the production version of each model, loaded, swapped when a new one is promoted
+    batcher     dynamic batching (text-embeddings-inference style) and backpressure
+    runners     per family: tokenise on one thread, pad and run a batch on another
+    embeddings  minilm sentence embeddings; `embed(texts)` for other parts of the platform
+    explain     token attributions (Captum integrated gradients / occlusion; tfidf coefficients)
+    metrics     Prometheus collectors of one server
+    server      `modelshop serve`: checks, then uvicorn
+
+May import: inference, registry, db, settings, errors (and modelshop.billing only through make_gate).
+"""
+
+from __future__ import annotations
+
+__all__ = ["create_app", "run_server", "embed"]
+
+
+def __getattr__(name: str):  # keep `import modelshop.serve` light: fastapi and torch load on first use
+    if name == "create_app":
+        from modelshop.serve.app import create_app
+
+        return create_app
+    if name == "run_server":
+        from modelshop.serve.server import run_server
+
+        return run_server
+    if name == "embed":
+        from modelshop.serve.embeddings import embed
+
+        return embed
+    raise AttributeError(name)

@@ -1,0 +1,232 @@
+"""The models a server serves: the production version of every registered name, kept current.
+
+Each `ServedModel` owns its predictor, two threads (one tokenises, one runs the model) and its
+`Batcher`. The `ModelPool` checks the registry at most every `reload_interval_s`; a newly promoted
+version loads in a thread while the old one keeps serving, then the reference is swapped and the
+old one finishes what it has queued. A request that already holds the old one completes on it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from modelshop.errors import ModelError, NotFound, ValidationError, did_you_mean
+from modelshop.registry import Registry
+from modelshop.serve.batcher import Batcher
+from modelshop.serve.metrics import Metrics
+from modelshop.serve.runners import Encoded, Seq, TfidfRunner, TransformerRunner
+from modelshop.settings import Settings
+
+log = logging.getLogger("modelshop.serve")
+
+
+def serve_threads(settings: Settings) -> int:
+    """Intra-op threads for torch and onnxruntime: the setting, else every core (one batch at a time)."""
+    return settings.torch_threads or os.cpu_count() or 1
+
+
+@dataclass
+class ServedModel:
+    name: str
+    version: int | None
+    version_id: int | None
+    family: str
+    format: str
+    labels: list[str]
+    multi_label: bool
+    max_length: int
+    predictor: Any
+    runner: Any
+    batcher: Batcher
+    tokenize_thread: ThreadPoolExecutor
+    model_thread: ThreadPoolExecutor
+    metrics: Metrics
+    extras: dict = field(default_factory=dict)
+
+    @property
+    def ref(self) -> str:
+        return f"{self.name}:{self.version}" if self.version is not None else self.name
+
+    async def prepare(self, seqs: list[Seq], truncate: bool, direction: str) -> tuple[list[Encoded], float]:
+        started = time.perf_counter()
+        encoded = await asyncio.get_running_loop().run_in_executor(
+            self.tokenize_thread, self.runner.prepare, seqs, truncate, direction)
+        seconds = time.perf_counter() - started
+        self.metrics.tokenization_seconds.labels(self.batcher.name).observe(seconds)
+        return encoded, seconds
+
+    async def on_model_thread(self, fn, *args):
+        """Run `fn` where the batches run, so it never competes with one of them."""
+        return await asyncio.get_running_loop().run_in_executor(self.model_thread, fn, *args)
+
+
+def _wrap(name, version, version_id, family, fmt, labels, multi_label, predictor, runner, settings, metrics):
+    label = f"{name}:{version}" if version is not None else name
+    model_thread = ThreadPoolExecutor(1, thread_name_prefix=f"model-{label}")
+    batcher = Batcher(label, runner.run, model_thread, max_batch_tokens=settings.max_batch_tokens,
+                      max_batch_requests=settings.max_batch_requests, max_wait_ms=settings.max_wait_ms,
+                      metrics=metrics)
+    runner.run(runner.prepare([("warm up the first batch", None)], True))  # first calls allocate
+    if hasattr(runner, "calibrate"):
+        log.info("%s: a forward call costs about %d padded tokens", label, runner.calibrate())
+    return ServedModel(name, version, version_id, family, fmt, labels, multi_label, runner.max_length, predictor,
+                       runner, batcher, ThreadPoolExecutor(1, thread_name_prefix=f"tokenize-{label}"),
+                       model_thread, metrics)
+
+
+def load_served(row, path: Path, settings: Settings, metrics: Metrics) -> ServedModel:
+    """Load one registered version for serving (blocking: call it in a thread)."""
+    from modelshop.inference import load_predictor
+
+    predictor = load_predictor(path, device=settings.device, threads=serve_threads(settings))
+    if predictor.family == "tfidf":
+        runner = TfidfRunner(predictor, label=row.ref)
+    else:
+        runner = TransformerRunner(predictor, label=row.ref, as_torch=predictor.format != "onnx")
+    return _wrap(row.name, row.version, row.id, predictor.family, predictor.format, list(predictor.labels),
+                 predictor.multi_label, predictor, runner, settings, metrics)
+
+
+def load_embedding_model(settings: Settings, metrics: Metrics) -> ServedModel:
+    from modelshop.serve.embeddings import Embedder, embedding_source
+
+    embedder = Embedder(embedding_source(settings.embedding_model), name=settings.embedding_model,
+                        threads=serve_threads(settings))
+    runner = TransformerRunner(embedder, label=f"embedding model {settings.embedding_model}", as_torch=True)
+    name = "minilm" if settings.embedding_model == "minilm" else Path(settings.embedding_model).name
+    return _wrap(name, None, None, "embedding", "pytorch", [], False, embedder, runner, settings, metrics)
+
+
+class ModelPool:
+    def __init__(self, settings: Settings, registry: Registry, metrics: Metrics) -> None:
+        self.settings = settings
+        self.registry = registry
+        self.metrics = metrics
+        self.served: dict[str, ServedModel] = {}
+        self.production: dict[str, Any] = {}           # name → its production row, as last read
+        self._loading: dict[str, tuple[int, asyncio.Task]] = {}
+        self._failed: dict[str, tuple[int, str]] = {}  # name → (version id, why it did not load)
+        self._checked_at = float("-inf")
+        self._lock: asyncio.Lock | None = None
+        self._embedder: ServedModel | None = None
+        self._embedder_lock: asyncio.Lock | None = None
+
+    async def start(self) -> None:
+        """Load every production version now (the server answers only once they are in)."""
+        await self.refresh(force=True)
+        await asyncio.gather(*(task for _, task in list(self._loading.values())))
+
+    async def get(self, name: str | None) -> ServedModel:
+        """The served model for `name`, or the default one when no name is given."""
+        await self.refresh()
+        name = self.resolve(name)
+        served = self.served.get(name)
+        if served is not None:
+            return served
+        if name not in self.production:
+            await self.refresh(force=True)  # registered since the last look?
+            if name not in self.production:
+                raise NotFound(f'no model named "{name}" is served{did_you_mean(name, self.production)}; '
+                               f"served: {', '.join(sorted(self.production)) or 'none'}")
+        loading = self._loading.get(name)
+        if loading is not None:
+            await asyncio.shield(loading[1])
+        served = self.served.get(name)
+        if served is None:
+            why = self._failed.get(name, (0, "it is still loading"))[1]
+            raise ModelError(f'model "{name}" could not be loaded: {why}')
+        return served
+
+    def failures(self) -> dict[str, str]:
+        """Names whose production version could not be loaded, and why."""
+        return {name: why for name, (vid, why) in self._failed.items()
+                if name in self.production and self.production[name].id == vid}
+
+    def resolve(self, name: str | None) -> str:
+        if name:
+            return name
+        names = sorted(self.production)
+        if len(names) == 1:
+            return names[0]
+        if self.settings.default_model:
+            return self.settings.default_model
+        if not names:
+            raise NotFound("no model is in production; train one with `modelshop train` or promote one")
+        raise ValidationError(f"{len(names)} models are served ({', '.join(names)}); choose one with ?model=NAME "
+                              "(or POST /models/NAME), or set MODELSHOP_DEFAULT_MODEL")
+
+    async def refresh(self, force: bool = False) -> None:
+        """Re-read the production versions (at most every reload_interval_s unless forced)."""
+        if self._lock is None:
+            self._lock = asyncio.Lock()
+        if not force and (time.monotonic() - self._checked_at < self.settings.reload_interval_s
+                          or self._lock.locked()):
+            return
+        async with self._lock:
+            if force or time.monotonic() - self._checked_at >= self.settings.reload_interval_s:
+                rows = await asyncio.to_thread(self.registry.production)
+                self._checked_at = time.monotonic()
+                self.production = {r.name: r for r in rows}
+                for name, row in self.production.items():
+                    served = self.served.get(name)
+                    if served is None or served.version_id != row.id:
+                        self._start_load(row)
+                for name in [n for n in self.served if n not in self.production]:
+                    self.served.pop(name).batcher.close()  # no production version any more
+
+    def _start_load(self, row) -> None:
+        if self._failed.get(row.name, (None,))[0] == row.id:
+            return  # this version already failed to load; a new promotion retries
+        current = self._loading.get(row.name)
+        if current is not None and current[0] == row.id:
+            return
+        self._loading[row.name] = (row.id, asyncio.get_running_loop().create_task(self._load(row)))
+
+    async def _load(self, row) -> None:
+        try:
+            new = await asyncio.to_thread(load_served, row, self.registry.path(row), self.settings, self.metrics)
+        except Exception as e:  # noqa: BLE001 - a broken version must not take the others down
+            log.exception("could not load %s", row.ref)
+            self._failed[row.name] = (row.id, f"{type(e).__name__}: {e}")
+            return
+        finally:
+            if self._loading.get(row.name, (None,))[0] == row.id:
+                self._loading.pop(row.name)
+        current = self.production.get(row.name)
+        if current is None or current.id != row.id:
+            return  # promoted again (or retired) while this one loaded
+        old = self.served.get(row.name)
+        self.served[row.name] = new
+        self._failed.pop(row.name, None)
+        if old is not None:
+            log.info("swapped %s for %s", old.ref, new.ref)
+            self.metrics.swaps.labels(row.name).inc()
+            old.batcher.close()  # it finishes what it has queued; requests holding it complete on it
+
+    async def embedder(self) -> ServedModel:
+        """The sentence-embedding model, loaded on first use."""
+        if self._embedder is None:
+            if self._embedder_lock is None:
+                self._embedder_lock = asyncio.Lock()
+            async with self._embedder_lock:
+                if self._embedder is None:
+                    try:
+                        self._embedder = await asyncio.to_thread(load_embedding_model, self.settings, self.metrics)
+                    except ValidationError:
+                        raise
+                    except Exception as e:  # noqa: BLE001
+                        raise ModelError(f"the embedding model could not be loaded: {type(e).__name__}: {e}") from e
+        return self._embedder
+
+    async def aclose(self) -> None:
+        for task in [t for _, t in self._loading.values()]:
+            task.cancel()
+        models = list(self.served.values()) + ([self._embedder] if self._embedder else [])
+        await asyncio.gather(*(m.batcher.aclose() for m in models), return_exceptions=True)

@@ -1,0 +1,111 @@
+"""One server's state and the path every inference request takes through it.
+
+    slot (429 when full) → tokenise (tokeniser thread) → gate.admit(units) → batcher → rows
+
+A request whose client disconnects while it waits is cancelled: its inputs are dropped from the
+queue before they reach the model, and nothing is metered for it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass
+
+import numpy as np
+from starlette.requests import Request
+
+from modelshop.errors import PayloadTooLarge, ValidationError
+from modelshop.registry import Registry
+from modelshop.serve.batcher import Slots
+from modelshop.serve.gate import Gate, Units
+from modelshop.serve.metrics import Metrics
+from modelshop.serve.pool import ModelPool, ServedModel
+from modelshop.serve.runners import Seq
+from modelshop.settings import Settings
+
+
+class ClientGone(Exception):
+    """The client disconnected before its reply was ready (answered 499, which nobody reads)."""
+
+
+@dataclass
+class Outcome:
+    rows: list[np.ndarray]
+    units: Units
+    queue_s: float
+    inference_s: float
+    tokenize_s: float
+    truncated: int
+
+
+class Service:
+    def __init__(self, settings: Settings, gate: Gate, registry: Registry | None = None) -> None:
+        self.settings = settings
+        self.gate = gate
+        self.metrics = Metrics()
+        self.slots = Slots(settings.max_concurrent_requests, self.metrics)
+        self.pool = ModelPool(settings, registry or Registry.from_settings(settings), self.metrics)
+
+    def check_texts(self, seqs: list[Seq]) -> None:
+        """Count, emptiness and length of the texts, before any model work."""
+        s = self.settings
+        if not seqs:
+            raise ValidationError("no inputs: send at least one text")
+        if len(seqs) > s.max_inputs_per_request:
+            raise PayloadTooLarge(f"{len(seqs)} inputs in one request; the limit is {s.max_inputs_per_request} "
+                                  "(max_inputs_per_request): split them over several requests")
+        for i, pair in enumerate(seqs):
+            for text in pair:
+                if text is None:
+                    continue
+                if not text.strip():
+                    raise ValidationError(f"input {i} is empty; send text with at least one visible character")
+                if len(text) > s.max_input_chars:
+                    raise PayloadTooLarge(f"input {i} has {len(text)} characters; the limit is {s.max_input_chars} "
+                                          "(max_input_chars): shorten or split it")
+
+    def truncate(self, asked: bool | None) -> bool:
+        return self.settings.auto_truncate if asked is None else asked
+
+    async def infer(self, request: Request, principal, served: ServedModel, seqs: list[Seq], *,
+                    truncate: bool, direction: str = "right") -> Outcome:
+        self.check_texts(seqs)
+        with self.slots.take():
+            encoded, tokenize_s = await served.prepare(seqs, truncate, direction.lower())
+            units = Units(requests=1, tokens=sum(e.tokens for e in encoded),
+                          characters=sum(len(a) + len(b or "") for a, b in seqs))
+            await self.gate.admit(principal, served.name, units)
+            results = await until_disconnect(request, served.batcher.submit(encoded, [e.tokens for e in encoded]))
+        batches = {r.batch_id: r.inference_s for r in results}
+        return Outcome([r.output for r in results], units, max(r.queue_s for r in results),
+                       sum(batches.values()), tokenize_s, sum(e.truncated for e in encoded))
+
+    async def aclose(self) -> None:
+        await self.pool.aclose()
+        await self.gate.close()
+
+
+async def until_disconnect(request: Request, work):
+    """Await `work` unless the client disconnects first; then cancel it and raise ClientGone."""
+    task = asyncio.ensure_future(work)
+    watcher = asyncio.ensure_future(_disconnected(request))
+    try:
+        await asyncio.wait({task, watcher}, return_when=asyncio.FIRST_COMPLETED)
+    except asyncio.CancelledError:
+        task.cancel()
+        raise
+    finally:
+        watcher.cancel()
+    if task.done():
+        return task.result()
+    task.cancel()
+    raise ClientGone()
+
+
+async def _disconnected(request: Request) -> None:
+    # The body is already read, so the next ASGI message is the disconnect (servers send it when the
+    # client goes away, test transports once the response is complete).
+    while True:
+        message = await request.receive()
+        if message["type"] == "http.disconnect":
+            return

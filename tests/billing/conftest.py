@@ -1,0 +1,129 @@
+"""Billing fixtures: a migrated database on SQLite or PostgreSQL, plans written as real files."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import uuid
+
+import pytest
+
+from modelshop.billing.accounts import create_plan
+from modelshop.billing.plans import load_plan_file
+from modelshop.db import Database
+from modelshop.errors import ModelshopError
+from modelshop.serve.gate import Call, StoredReply, Units
+
+ADMIN = "test"  # the actor of library calls made by tests
+
+PLANS = {
+    # graduated, with free units and a base fee: a subscription with included units and overage
+    "grad": """
+code: grad
+currency: USD
+interval: month
+base_fee: "10.00"
+charges:
+  - metric: requests
+    model: graduated
+    free_units: 50
+    tiers:
+      - {up_to: 100, unit_price: "0.05003"}
+      - {up_to: null, unit_price: "0.020012"}
+""",
+    "vol": """
+code: vol
+currency: USD
+charges:
+  - metric: tokens
+    model: volume
+    tiers:
+      - {up_to: 1000, unit_price: "0.001"}
+      - {up_to: 5000, unit_price: "0.00087"}
+      - {up_to: null, unit_price: "0.0005"}
+""",
+    "pack": """
+code: pack
+currency: USD
+charges:
+  - metric: characters
+    model: package
+    free_units: 5000
+    package_size: 1000
+    package_price: "0.75"
+""",
+    "free": """
+code: free
+currency: USD
+quota: {metric: requests, limit: 5, action: block}
+""",
+    "prepaid": """
+code: prepaid
+currency: USD
+prepaid: true
+charges:
+  - {metric: requests, model: unit, unit_price: "0.40"}
+""",
+}
+
+
+@pytest.fixture
+def plan_files(tmp_path):
+    """Each plan of PLANS as a YAML file."""
+    paths = {}
+    for code, text in PLANS.items():
+        paths[code] = tmp_path / f"{code}.yaml"
+        paths[code].write_text(text)
+    return paths
+
+
+def make_plans(db: Database, plan_files, *codes: str) -> None:
+    for code in codes:
+        create_plan(db, load_plan_file(plan_files[code]), actor=ADMIN)
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def db(request, tmp_path) -> Database:
+    """A migrated billing database, once on SQLite and once on PostgreSQL (skipped when absent)."""
+    url = f"sqlite:///{tmp_path / 'billing.db'}" if request.param == "sqlite" else request.getfixturevalue("pg_url")
+    database = Database(url)
+    database.migrate()
+    yield database
+    database.dispose()
+
+
+@pytest.fixture
+def sqlite_db(tmp_path) -> Database:
+    database = Database(f"sqlite:///{tmp_path / 'billing.db'}")
+    database.migrate()
+    yield database
+    database.dispose()
+
+
+async def serve_call(gate, token: str | None, model: str = "minilm:1", units: Units = Units(),
+                     idempotency_key: str | None = None, route: str = "/predict"):
+    """One request handled the way the server handles it: authenticate → replay → admit → (infer) → record.
+
+    Returns ("ok" | "replayed", StoredReply) or (status code, error).
+    """
+    try:
+        principal = await gate.authenticate(token)
+        stored = await gate.replay(principal, idempotency_key, route)
+        if stored is not None:
+            return "replayed", stored
+        await gate.admit(principal, model, units)
+        request_id = uuid.uuid4().hex
+        reply = StoredReply(200, json.dumps({"request_id": request_id, "tokens": units.tokens}).encode(),
+                            {"x-request-id": request_id, "content-type": "application/json"})
+        await gate.record(principal, Call(request_id, route, model, units, idempotency_key,
+                                          inference_seconds=0.0125), reply)
+        return "ok", reply
+    except ModelshopError as e:
+        return e.status_code, e
+
+
+async def gather_in_chunks(coros, size: int = 50) -> list:
+    out = []
+    for i in range(0, len(coros), size):
+        out.extend(await asyncio.gather(*coros[i:i + size]))
+    return out

@@ -1,0 +1,144 @@
+"""BillingGate on its own: scopes, rate limits, idempotency races, group commit."""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import time
+
+import pytest
+from sqlalchemy import func, select
+
+from modelshop.billing import BillingGate
+from modelshop.billing.accounts import create_customer, set_status
+from modelshop.billing.committer import GroupCommitter
+from modelshop.billing.keys import create_key
+from modelshop.billing.limits import LocalLimiter
+from modelshop.billing.tables import ApiKey, UsageEvent
+from modelshop.errors import Forbidden, PayloadTooLarge, RateLimited, Unauthorized
+from modelshop.serve.gate import Units
+from tests.billing.conftest import ADMIN, make_plans, serve_call
+
+
+@pytest.fixture
+def customer(sqlite_db, plan_files):
+    make_plans(sqlite_db, plan_files, "grad")
+    return create_customer(sqlite_db, "Cy", "grad", actor=ADMIN)
+
+
+def test_scope_rpm_and_tpm(sqlite_db, customer, settings):
+    key = create_key(sqlite_db, customer["id"], models=["minilm", "bert:3"], rpm=5, tpm=100, actor=ADMIN)["key"]
+    gate = BillingGate(settings, sqlite_db)
+
+    async def go():
+        p = await gate.authenticate(key)
+        assert (p.kind, p.customer_id, p.models, p.rpm, p.tpm) == \
+            ("customer", customer["id"], ("bert:3", "minilm"), 5, 100)
+        await gate.admit(p, "minilm:7", Units(1, 10))           # any version of a scoped name
+        await gate.admit(p, "bert:3", Units(1, 10))
+        with pytest.raises(Forbidden, match='may not call model "bert:4"; it may call: bert:3, minilm'):
+            await gate.admit(p, "bert:4", Units())
+        with pytest.raises(PayloadTooLarge, match="more than the key's limit of 100 tokens per minute"):
+            await gate.admit(p, "minilm", Units(1, 101))
+        with pytest.raises(RateLimited, match="rate limit of 100 tokens per minute") as e:
+            await gate.admit(p, "minilm", Units(1, 90))          # 80 tokens left: short of tokens, not requests
+        assert e.value.extra["remaining"] == 3
+        for _ in range(3):
+            await gate.admit(p, "minilm", Units(1, 1))
+        with pytest.raises(RateLimited, match="rate limit of 5 requests per minute reached") as e:
+            await gate.admit(p, "minilm", Units(1, 1))
+        # a bucket of 5 a minute refills one request every 12 s
+        assert 11 < e.value.retry_after <= 12 and e.value.extra["limit"] == 5 and e.value.extra["remaining"] == 0
+        assert 0 < e.value.extra["reset"] <= 60
+        assert e.value.extra["headers"] == {"RateLimit-Limit": "5", "RateLimit-Remaining": "0",
+                                            "RateLimit-Reset": str(math.ceil(e.value.extra["reset"]))}
+        assert gate.rate_limit(p)["remaining"] == 0
+        await gate.close()
+
+    asyncio.run(go())
+
+
+def test_suspended_customers_and_bad_tokens(sqlite_db, customer, settings):
+    key = create_key(sqlite_db, customer["id"], actor=ADMIN)["key"]
+    gate = BillingGate(settings, sqlite_db)
+    for token, message in ((None, "missing API key"), ("", "missing API key"), ("nope", "invalid API key")):
+        with pytest.raises(Unauthorized, match=message):
+            asyncio.run(gate.authenticate(token))
+    set_status(sqlite_db, customer["id"], "suspended", actor=ADMIN)
+    with pytest.raises(Forbidden, match="suspended"):
+        asyncio.run(gate.authenticate(key))
+
+
+def test_local_buckets_refill_over_time():
+    now = [0.0]
+    limiter = LocalLimiter(clock=lambda: now[0])
+
+    async def take(n):
+        return [(await limiter.acquire(1, 60, None, 0)).allowed for _ in range(n)]
+
+    assert asyncio.run(take(61)) == [True] * 60 + [False]
+    now[0] = 2.5                                                 # 60 a minute: one a second
+    assert asyncio.run(take(3)) == [True, True, False]
+
+
+def test_retries_racing_the_first_call_are_metered_once(sqlite_db, customer, settings):
+    key = create_key(sqlite_db, customer["id"], actor=ADMIN)["key"]
+    gate = BillingGate(settings.model_copy(update={"billing_group_commit_ms": 20.0}), sqlite_db)
+
+    async def go():
+        # 10 copies of one request arrive together: none finds a stored reply, all run, one is metered
+        results = await asyncio.gather(*[serve_call(gate, key, idempotency_key="same") for _ in range(10)])
+        later = await serve_call(gate, key, idempotency_key="same")
+        await gate.close()
+        return results, later
+
+    results, later = asyncio.run(go())
+    assert [r[0] for r in results] == ["ok"] * 10
+    assert later[0] == "replayed"
+    with sqlite_db.session() as s:
+        assert s.scalar(select(func.count(UsageEvent.id))) == 1
+        assert s.scalar(select(ApiKey.last_used_at)) is not None
+
+
+def test_idempotency_key_reused_on_another_route_is_a_conflict(sqlite_db, customer, settings):
+    key = create_key(sqlite_db, customer["id"], actor=ADMIN)["key"]
+    gate = BillingGate(settings, sqlite_db)
+
+    async def go():
+        await serve_call(gate, key, idempotency_key="k1", route="/predict")
+        return await serve_call(gate, key, idempotency_key="k1", route="/v1/embeddings")
+
+    status, error = asyncio.run(go())
+    assert status == 409 and "first used on /predict" in error.message
+
+
+def test_group_commit_one_transaction_per_window_and_replies_wait_for_it():
+    written: list[list[int]] = []
+
+    def write(batch):
+        time.sleep(0.01)                                        # a commit takes a while
+        written.append(batch)
+        return [x * 2 for x in batch]
+
+    committer = GroupCommitter(write, window_s=0.005, max_batch=100)
+
+    async def go():
+        first = await asyncio.gather(*[committer.submit(i) for i in range(250)])
+        one = await committer.submit(7)
+        return first, one
+
+    results, one = asyncio.run(go())
+    assert results == [i * 2 for i in range(250)] and one == 14
+    assert [len(b) for b in written] == [100, 100, 50, 1]
+
+
+def test_a_failed_commit_fails_every_caller_of_its_batch():
+    def write(batch):
+        raise RuntimeError("disk full")
+
+    committer = GroupCommitter(write, window_s=0.001, max_batch=10)
+
+    async def go():
+        return await asyncio.gather(*[committer.submit(i) for i in range(3)], return_exceptions=True)
+
+    assert [str(e) for e in asyncio.run(go())] == ["disk full"] * 3
