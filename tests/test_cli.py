@@ -83,9 +83,12 @@ def test_demo_orchestration_on_a_tiny_model(settings, tiny_bert):
     from modelshop.demo import run_demo
 
     said: list[str] = []
-    result = run_demo(settings, epochs=1, base_model=str(tiny_bert), say=said.append)
+    result = run_demo(settings, epochs=1, base_model=str(tiny_bert), serve=False, say=said.append)
     assert result["train"]["version"] == 1 and result["train"]["baseline"]["macro_f1"] > 0.2
     assert any("registered support-intent:1" in s for s in said)
+    assert result["plans"] == ["free", "payg", "pro"] and result["key"].startswith("ms_")
+    again = run_demo(settings, epochs=1, base_model="tfidf", serve=False, say=said.append)
+    assert again["customer_id"] == result["customer_id"] and again["key"] != result["key"]
     assert result["profile"]["pii"]  # the demo data carries (fake) e-mails and phones
 
 

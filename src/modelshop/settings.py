@@ -139,6 +139,8 @@ class Settings(BaseSettings):
         120, ge=1, description="playground calls per minute for all storefront visitors together")
     storefront_demo_max_chars: int = Field(
         500, ge=1, description="longest text the playground accepts, in characters")
+    storefront_signup_rpm: int = Field(
+        3, ge=1, description="storefront signups per minute from one client address (each makes a customer and a key)")
 
     @model_validator(mode="after")
     def _no_placeholder_secrets(self) -> Settings:

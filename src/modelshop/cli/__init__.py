@@ -16,15 +16,12 @@ app = typer.Typer(no_args_is_help=True, add_completion=False, pretty_exceptions_
 
 
 def _register() -> None:
-    from modelshop.cli import billing, data, demo, models, optimize, serve, train
+    from modelshop.cli import apps, billing, data, demo, label, models, optimize, serve, train
 
     app.add_typer(data.app, name="data", help="Load, profile and clean datasets.")
     app.add_typer(models.app, name="models", help="The model registry: list, show, promote.")
-    train.register(app)
-    demo.register(app)
-    serve.register(app)
-    optimize.register(app)
-    billing.register(app)
+    for group in (train, demo, serve, optimize, billing, apps, label):
+        group.register(app)
 
 
 _register()

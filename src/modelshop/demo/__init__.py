@@ -1,13 +1,17 @@
 """`modelshop demo`: the whole path on embedded defaults, from the bundled dataset to a result.
 
-profile → train `minilm` → evaluate beside tfidf → register (production) → print the figures.
+profile → train `minilm` → evaluate beside tfidf → register (production) → plans, a demo customer
+and its key → serve the model with metering, printing a `curl` line that works.
 May import every other part: it is the one place that strings them together.
 """
 
 from __future__ import annotations
 
+import secrets
 from collections.abc import Callable
 from pathlib import Path
+
+from pydantic import SecretStr
 
 from modelshop.settings import Settings, get_settings
 
@@ -16,7 +20,7 @@ MODEL_NAME = "support-intent"
 
 
 def run_demo(settings: Settings | None = None, *, epochs: int = 8, base_model: str = "minilm",
-             say: Callable[[str], None] = print) -> dict:
+             serve: bool = True, say: Callable[[str], None] = print) -> dict:
     """Run the demo pipeline and return what it made (also said step by step through `say`)."""
     from modelshop.data import load_dataset, profile_dataset, write_report
     from modelshop.train import TrainConfig, run_training
@@ -28,18 +32,37 @@ def run_demo(settings: Settings | None = None, *, epochs: int = 8, base_model: s
     tokenizer = load_tokenizer(base_model) if base_model != "tfidf" else None
     profile = profile_dataset(ds, tokenizer)
     report = write_report(profile, settings.home / "reports" / "demo-data", title="Demo data: support messages")
-    say(f"[1/3] profiled {profile['rows']} messages, {profile['num_labels']} labels "
+    say(f"[1/4] profiled {profile['rows']} messages, {profile['num_labels']} labels "
         f"(imbalance {profile['imbalance_ratio']}:1), PII found: {profile['pii'] or 'none'} → {report}")
-    say(f"[2/3] fine-tuning {base_model} beside the tfidf baseline ({epochs} epochs)…")
+    say(f"[2/4] fine-tuning {base_model} beside the tfidf baseline ({epochs} epochs)…")
     # small data: a higher rate and more passes; early stopping ends it when validation F1 stalls
     cfg = TrainConfig(base_model=base_model, epochs=epochs, learning_rate=2e-4, batch_size=16)
     result = run_training(ds, name=MODEL_NAME, cfg=cfg, settings=settings)
     b = result.get("baseline") or {}
-    say(f"[3/3] registered {result['name']}:{result['version']} ({result['stage']}): "
+    say(f"[3/4] registered {result['name']}:{result['version']} ({result['stage']}): "
         f"macro-F1 {result['macro_f1']:.3f}, accuracy {result['accuracy']:.3f}"
         + (f"; tfidf macro-F1 {b['macro_f1']:.3f}" if b else ""))
     say(f"      recommended: {result['recommended']}: {result['reason']}")
     say(f"      model card: {result['card']}")
     for title, path in result["charts"].items():
         say(f"      {title}: {path}")
-    return {"profile": profile, "report": str(report), "train": result}
+    from modelshop.db import get_database
+    from modelshop.demo.commerce import seed_billing
+
+    commerce = seed_billing(get_database(settings))
+    admin_key = settings.admin_key.get_secret_value() if settings.admin_key else secrets.token_urlsafe(24)
+    say(f"[4/4] plans {', '.join(commerce['plans'])}; customer {commerce['customer_id']} on payg")
+    say(f"      customer API key (shown once): {commerce['key']}")
+    say(f"      admin key: {admin_key}" + ("" if settings.admin_key else " (set MODELSHOP_ADMIN_KEY to keep one)"))
+    out = {"profile": profile, "report": str(report), "train": result, **commerce}
+    if serve:
+        from modelshop.serve.server import run_server
+
+        served = settings.model_copy(update={"serve_gate": "billing", "admin_key": SecretStr(admin_key)})
+        url = f"http://{served.host}:{served.port}"
+        say("try it (metered on the demo customer's usage):")
+        say(f"  curl -s {url}/predict -H 'Authorization: Bearer {commerce['key']}' "
+            "-H 'Content-Type: application/json' -d '{\"inputs\": \"my parcel has not arrived yet\"}'")
+        say(f"  curl -s {url}/v1/account/usage -H 'Authorization: Bearer {commerce['key']}'")
+        run_server(served, say=say)
+    return out

@@ -66,6 +66,7 @@ def run_training(data, eval_data=None, *, name: str, cfg: TrainConfig | None = N
     if cfg.limit:
         train = train.subset(range(min(cfg.limit, len(train))))
     check_datasets(train, evaluation)
+    train_sha256 = train.fingerprint()  # of the file as given, before any split: the lineage key
     if evaluation is None:
         if len(train) < 10:
             raise ValidationError(f"{len(train)} rows are too few to hold out an evaluation set; "
@@ -96,7 +97,7 @@ def run_training(data, eval_data=None, *, name: str, cfg: TrainConfig | None = N
         result = _train_into(build, cfg, fit_set, val_set, evaluation, label_names, multi, max_length,
                              balanced, profile, progress, settings)
         meta = result["meta"]
-        data_info = {"train": train.source, "eval": eval_source, "train_sha256": train.fingerprint(),
+        data_info = {"train": train.source, "eval": eval_source, "train_sha256": train_sha256,
                      "eval_sha256": evaluation.fingerprint(), "train_rows": len(fit_set),
                      "parent": parent_id}
         rec, reason = recommend(result["metrics"] if not cfg.is_tfidf else None, result["baseline"], profile)

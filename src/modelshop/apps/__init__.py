@@ -1,0 +1,12 @@
+"""Applications on top of the served models (seed node F) and the feedback loop (G → A).
+
+    faq        question answering over a knowledge base of question–answer pairs (minilm embeddings)
+    support    the customer-service bot: intent model + FAQ + hand-off rules, sessions, tickets
+    feedback   the labelling queue and the dataset versions it feeds back to training
+    recommend  hybrid recommendation: collaborative filtering (EASE) + item text embeddings
+    recdata    reading items and interactions (CSV/JSONL/Parquet, RecBole atomic files)
+    store      immutable, versioned artifacts (knowledge bases, recommenders): files + one DB row
+    api        the HTTP routes under /apps (authenticated and metered through the server's gate)
+
+May import: db, settings, errors, data, registry, inference, serve (embeddings, the gate seam).
+"""

@@ -1,0 +1,194 @@
+"""HTTP routes of the applications, under /apps. The chat widget's API is the support routes.
+
+Every route authenticates through the server's gate (`Authorization: Bearer <key>`, the same
+dependency as the model routes). Asking the FAQ, sending a bot message and asking for
+recommendations are metered like model calls (gate.admit before the work, gate.record before the
+reply, `Idempotency-Key` honoured) under the model names `faq.<kb>`, `bot.<bot>` and
+`recommend.<name>`, so a key scoped to models can be scoped to apps too. Tickets are for
+operators (the admin key). Errors are the server's `{"error", "error_type"}`.
+
+    POST /apps/faq/{kb}/ask                          {"question", "top_k"?} → answers, confident
+    POST /apps/support/{bot}/message                 {"session_id"?, "text"} → reply, intent, handoff ...
+    POST /apps/support/{bot}/turns/{turn_id}/rating  {"rating": 1..5 | "up" | "down"}
+    GET  /apps/support/{bot}/sessions/{session_id}   the conversation, with people's answers
+    GET  /apps/support/tickets?status=open           hand-offs waiting for a person (admin)
+    POST /apps/support/tickets/{ticket_id}/reply     {"text"} (admin)
+    GET  /apps/recommend/{user}?k=10&model=&like=&q= items for a user, cold start included
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Literal
+
+from fastapi import APIRouter, Depends, Query, Request
+from pydantic import BaseModel, ConfigDict, Field
+
+from modelshop.apps import faq, recommend, support
+from modelshop.apps.store import ArtifactStore
+from modelshop.errors import Forbidden
+from modelshop.serve.gate import Principal, Units
+from modelshop.serve.metering import Caller, get_caller, get_principal, metered_reply, replayed, service_of
+from modelshop.serve.routes import ERRORS
+from modelshop.serve.service import Outcome
+
+router = APIRouter(prefix="/apps", tags=["apps"])
+
+
+class AskRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    question: str = Field(..., description="the user's question", examples=["How long does a building permit take?"])
+    top_k: int = Field(3, ge=1, le=faq.MAX_TOP_K, description="answers to return")
+
+
+class Answer(BaseModel):
+    id: str
+    question: str
+    answer: str
+    score: float
+
+
+class AskResponse(BaseModel):
+    answers: list[Answer] = Field(description="best first; empty when not confident")
+    confident: bool = Field(description="the best score reached the knowledge base's threshold")
+    kb: str
+    version: int
+    threshold: float
+    message: str | None = Field(None, description='"no confident answer" when not confident')
+    suggestions: list[dict] | None = Field(None, description="when not confident: the nearest questions (no answers)")
+
+
+class MessageRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    session_id: str | None = Field(None, description="omit to start a conversation; then send the one returned")
+    text: str = Field(..., description="the user's message", examples=["Where is my parcel?"])
+
+
+class MessageResponse(BaseModel):
+    session_id: str
+    reply: str
+    intent: str
+    confidence: float
+    handoff: bool = Field(description="a person takes over; their answer appears in GET .../sessions/{session_id}")
+    ticket_id: int | None = None
+    turn_id: int = Field(description="rate this reply with POST .../turns/{turn_id}/rating")
+    source: str = Field(description="faq | intent | handoff | fallback | waiting")
+    faq: dict | None = None
+
+
+class RatingRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    rating: Literal["up", "down"] | int = Field(..., description='1..5, or "up" (5) / "down" (1)')
+
+
+class TicketReply(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    text: str = Field(..., description="the person's answer; it joins the conversation")
+    by: str = Field("operator", max_length=100, description="who answered")
+
+
+def _outcome(units: Units, started: float) -> Outcome:
+    return Outcome(rows=[], units=units, queue_s=0.0, inference_s=time.perf_counter() - started,
+                   tokenize_s=0.0, truncated=0)
+
+
+async def _metered(request: Request, caller: Caller, route: str, model: str, text: str, work):
+    """admit → work (in a thread) → record → reply: the model routes' path, for an app call."""
+    service = service_of(request)
+    if (replay := await replayed(service, caller, route)) is not None:
+        return replay
+    tokens = await asyncio.to_thread(faq.count_tokens, [text], service.settings) if text else 0
+    units = Units(requests=1, tokens=tokens, characters=len(text))
+    await service.gate.admit(caller.principal, model, units)
+    started = time.perf_counter()
+    payload, ref = await asyncio.to_thread(work)
+    return await metered_reply(service, caller, route, ref, payload, _outcome(units, started))
+
+
+@router.post("/faq/{kb}/ask", response_model=AskResponse, responses=ERRORS)
+async def faq_ask(kb: str, body: AskRequest, request: Request, caller: Caller = Depends(get_caller)):
+    """The best answers of knowledge base `kb`; "no confident answer" below its threshold."""
+    settings = service_of(request).settings
+    question = faq.check_question(body.question, body.top_k)
+    await asyncio.to_thread(ArtifactStore.from_settings(settings).get, faq.KIND, kb)  # 404 before metering
+
+    def work():
+        out = faq.ask(kb, question, body.top_k, settings=settings)
+        return out, f"faq.{out['kb']}:{out['version']}"
+
+    return await _metered(request, caller, "/apps/faq/{kb}/ask", f"faq.{kb.partition(':')[0]}", question, work)
+
+
+@router.post("/support/{bot}/message", response_model=MessageResponse, responses=ERRORS)
+async def support_message(bot: str, body: MessageRequest, request: Request, caller: Caller = Depends(get_caller)):
+    """One message to the bot; the reply says whether a person takes over (and the ticket)."""
+    settings = service_of(request).settings
+    customer = caller.principal.customer_id
+    text = support.check_text(body.text, settings)
+
+    def work():
+        out = support.handle_message(bot, body.text, body.session_id, customer_id=customer, settings=settings)
+        return out, f"bot.{bot}"
+
+    return await _metered(request, caller, "/apps/support/{bot}/message", f"bot.{bot}", text, work)
+
+
+@router.post("/support/{bot}/turns/{turn_id}/rating", responses=ERRORS)
+async def support_rating(bot: str, turn_id: int, body: RatingRequest, request: Request,
+                         principal: Principal = Depends(get_principal)):
+    """Rate a reply; a low rating sends the message to the labelling queue."""
+    settings = service_of(request).settings
+    return await asyncio.to_thread(support.rate_turn, bot, turn_id, body.rating,
+                                   customer_id=principal.customer_id, settings=settings)
+
+
+@router.get("/support/{bot}/sessions/{session_id}", responses=ERRORS)
+async def support_session(bot: str, session_id: str, request: Request,
+                          principal: Principal = Depends(get_principal)):
+    """The conversation so far, including the answers of people to hand-offs."""
+    settings = service_of(request).settings
+    return await asyncio.to_thread(support.get_session, bot, session_id, customer_id=principal.customer_id,
+                                   settings=settings)
+
+
+def _operator(principal: Principal) -> None:
+    if principal.kind != "admin":
+        raise Forbidden("tickets are for operators; use the admin key")
+
+
+@router.get("/support/tickets", responses=ERRORS)
+async def support_tickets(request: Request, status: Literal["open", "answered"] | None = "open",
+                          bot: str | None = None, principal: Principal = Depends(get_principal)):
+    """Hand-offs (open ones by default), each with its conversation."""
+    _operator(principal)
+    settings = service_of(request).settings
+    return await asyncio.to_thread(support.list_tickets, status, bot, settings=settings)
+
+
+@router.post("/support/tickets/{ticket_id}/reply", responses=ERRORS)
+async def support_ticket_reply(ticket_id: int, body: TicketReply, request: Request,
+                               principal: Principal = Depends(get_principal)):
+    """A person answers a ticket; the bot takes the conversation back."""
+    _operator(principal)
+    settings = service_of(request).settings
+    return await asyncio.to_thread(support.reply_ticket, ticket_id, body.text, by=body.by, settings=settings)
+
+
+@router.get("/recommend/{user}", responses=ERRORS)
+async def recommend_items(user: str, request: Request, k: int = Query(10, ge=1, le=100),
+                          model: str | None = Query(None, description="recommender NAME[:VERSION]; default: the only one"),
+                          like: str | None = Query(None, description="comma-separated item ids the user just liked"),
+                          q: str | None = Query(None, max_length=1000, description="what the user looks for, in words"),
+                          caller: Caller = Depends(get_caller)):
+    """Top-k unseen items for `user`; a new user gets popular items, blended with `like`/`q` content."""
+    settings = service_of(request).settings
+    row = await asyncio.to_thread(recommend.resolve, model, settings)
+    liked = [i.strip() for i in like.split(",") if i.strip()] if like else None
+
+    def work():
+        out = recommend.recommend(user, k, model=row.ref, like=liked, query=q, settings=settings)
+        return out, f"recommend.{row.ref}"
+
+    return await _metered(request, caller, "/apps/recommend/{user}", f"recommend.{row.name}", q or "", work)
+routers = [router]  # mounted by modelshop.serve.create_app
