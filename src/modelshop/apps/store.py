@@ -10,19 +10,17 @@ reads and the next save of that version replaces. A new version goes to producti
 from __future__ import annotations
 
 import json
-import os
 import re
-import shutil
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
 from sqlalchemy import func, select
-from sqlalchemy.exc import IntegrityError
 
 from modelshop.apps.tables import STAGES, Artifact
 from modelshop.db import Database, get_database, utcnow
-from modelshop.errors import Conflict, NotFound, ValidationError, did_you_mean
+from modelshop.errors import NotFound, ValidationError, did_you_mean
+from modelshop.registry import publish
 from modelshop.settings import Settings, get_settings
 
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$")
@@ -67,31 +65,14 @@ class ArtifactStore:
         """Move `build_dir` into place as the next version of `name` (production) and record it."""
         check_name(name)
         (build_dir / META_FILE).write_text(json.dumps(meta, ensure_ascii=False, indent=1))
-        for path in build_dir.rglob("*"):
-            if path.is_file():
-                with open(path, "rb") as f:
-                    os.fsync(f.fileno())
-        for _attempt in range(5):
-            with self.db.session() as s:
-                latest = s.scalar(select(func.max(Artifact.version))
-                                  .where(Artifact.kind == kind, Artifact.name == name))
-            version = (latest or 0) + 1
-            rel = f"{kind}/{name}/v{version}"
-            target = self.root / rel
-            if target.exists():  # an orphan of a crash between rename and commit
-                shutil.rmtree(target)
-            target.parent.mkdir(parents=True, exist_ok=True)
-            os.replace(build_dir, target)
-            row = Artifact(kind=kind, name=name, version=version, stage="production", path=rel,
-                           meta=meta, data_sha256=data_sha256, promoted_at=utcnow())
-            try:
-                with self.db.session() as s:
-                    self._archive_production(s, kind, name)
-                    s.add(row)
-                return row
-            except IntegrityError:  # a concurrent build took this number: move back and retry
-                os.replace(target, build_dir)
-        raise Conflict(f"could not allocate a version number for {kind} {name}; too many concurrent builds")
+        return publish(
+            self.db, self.root, build_dir, f"{kind}/{name}",
+            latest=lambda s: s.scalar(select(func.max(Artifact.version))
+                                      .where(Artifact.kind == kind, Artifact.name == name)),
+            make_row=lambda version, rel, _first: Artifact(
+                kind=kind, name=name, version=version, stage="production", path=rel, meta=meta,
+                data_sha256=data_sha256, promoted_at=utcnow()),
+            before_add=lambda s, _row: self._archive_production(s, kind, name))
 
     def promote(self, kind: str, ref: str, stage: str = "production") -> Artifact:
         if stage not in STAGES:

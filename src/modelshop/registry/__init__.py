@@ -27,7 +27,7 @@ from modelshop.settings import Settings, get_settings
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$")
 META_FILE = "modelshop.json"
 
-__all__ = ["Registry", "ModelVersion", "STAGES", "META_FILE", "parse_ref"]
+__all__ = ["Registry", "ModelVersion", "STAGES", "META_FILE", "parse_ref", "publish"]
 
 
 def parse_ref(ref: str) -> tuple[str, int | None]:
@@ -74,34 +74,27 @@ class Registry:
         check_name(name)
         if not (build_dir / META_FILE).is_file():
             raise ValidationError(f"{build_dir} has no {META_FILE}; it is not a finished model folder")
-        _fsync_tree(build_dir)
-        for _attempt in range(5):
-            with self.db.session() as s:
-                latest = s.scalar(select(func.max(ModelVersion.version)).where(ModelVersion.name == name))
-            version = (latest or 0) + 1
-            rel = f"{name}/v{version}"
-            target = self.models_dir / rel
-            if target.exists():  # an orphan from a crash between rename and commit
-                shutil.rmtree(target)
-            target.parent.mkdir(parents=True, exist_ok=True)
-            os.replace(build_dir, target)
+
+        def latest(s) -> int | None:
+            return s.scalar(select(func.max(ModelVersion.version)).where(ModelVersion.name == name))
+
+        def make_row(version: int, rel: str, first: bool) -> ModelVersion:
             row = ModelVersion(
                 name=name, version=version, family=family, format=format, base_model=base_model,
                 path=rel, multi_label=multi_label, labels=list(labels), metrics=metrics,
                 data_sha256=data_sha256, eval_sha256=eval_sha256, parent_id=parent_id,
-                stage=stage or ("production" if latest is None else "staging"),
+                stage=stage or ("production" if first else "staging"),
             )
             if row.stage == "production":
                 row.promoted_at = utcnow()
-            try:
-                with self.db.session() as s:
-                    if row.stage == "production":
-                        self._archive_production(s, name)
-                    s.add(row)
-                return row
-            except IntegrityError:  # another writer took this version number: move back, retry
-                os.replace(target, build_dir)
-        raise Conflict(f"could not allocate a version number for {name}; too many concurrent saves")
+            return row
+
+        def before_add(s, row: ModelVersion) -> None:
+            if row.stage == "production":
+                self._archive_production(s, name)
+
+        return publish(self.db, self.models_dir, build_dir, name, latest=latest, make_row=make_row,
+                       before_add=before_add)
 
     def promote(self, ref: str, stage: str = "production") -> ModelVersion:
         if stage not in STAGES:
@@ -172,6 +165,35 @@ class Registry:
                 raise NotFound(f'no model named "{name}"{hint}')
             raise NotFound(f'model "{name}" has no version {version}')
         return row
+
+
+def publish(db: Database, root: Path, build_dir: Path, rel_prefix: str, *, latest, make_row, before_add):
+    """Move a finished `build_dir` to `root/rel_prefix/vN` and commit its row: the one way a
+    versioned artefact (model, knowledge base, recommender) becomes visible.
+
+    `latest(session)` gives the highest version so far, `make_row(version, rel, first)` the row,
+    `before_add(session, row)` runs in the committing transaction (e.g. archiving the old production).
+    """
+    _fsync_tree(build_dir)
+    for _attempt in range(5):
+        with db.session() as s:
+            top = latest(s)
+        version = (top or 0) + 1
+        rel = f"{rel_prefix}/v{version}"
+        target = root / rel
+        if target.exists():  # an orphan from a crash between rename and commit
+            shutil.rmtree(target)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        os.replace(build_dir, target)
+        row = make_row(version, rel, top is None)
+        try:
+            with db.session() as s:
+                before_add(s, row)
+                s.add(row)
+            return row
+        except IntegrityError:  # another writer took this version number: move back, retry
+            os.replace(target, build_dir)
+    raise Conflict(f"could not allocate a version number for {rel_prefix}; too many concurrent saves")
 
 
 def _fsync_tree(path: Path) -> None:
