@@ -54,7 +54,7 @@ def make_gate(settings: Settings) -> Gate:
 
 
 # The other parts' HTTP routes: each module lists its APIRouters in `routers`.
-ROUTER_MODULES = ("modelshop.billing.api", "modelshop.apps.api")
+ROUTER_MODULES = ("modelshop.billing.api", "modelshop.apps.api", "modelshop.channels.api", "modelshop.web")
 
 
 def create_app(settings: Settings | None = None, gate: Gate | None = None) -> FastAPI:

@@ -1,0 +1,399 @@
+"""The console: server-rendered pages for the operator (admin key) and a scoped view for a partner.
+
+Login pastes a key into a form; the key goes into an HttpOnly, SameSite=Strict cookie scoped to
+/console (never into a URL) and is checked on every request: through the server's gate for an
+admin key, through `channels.partners.authenticate` for a partner key, which only ever reaches
+/console/partner and the partner's own rows. Every form that changes something carries a CSRF
+token derived from the key. Pages call the same library functions as the CLI and the JSON API.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import partial
+
+from fastapi import APIRouter, Request
+from fastapi.concurrency import run_in_threadpool
+from fastapi.responses import PlainTextResponse, RedirectResponse, Response
+from sqlalchemy import func, select
+
+from modelshop.billing import invoices as billing_invoices
+from modelshop.billing import keys as billing_keys
+from modelshop.billing.periods import parse_period, period_of
+from modelshop.billing.tables import ApiKey, Customer, Plan
+from modelshop.channels import analytics, attribution, channels, commissions, partners
+from modelshop.channels.tables import Attribution, Channel
+from modelshop.db import utcnow
+from modelshop.errors import Forbidden, ModelshopError, Unauthorized
+from modelshop.web import charts
+from modelshop.web.deps import csrf_token, database, form, render, set_cookie, settings
+from modelshop.web.store import production, registry_of
+
+router = APIRouter(prefix="/console", include_in_schema=False)
+COOKIE = "ms_console"
+PAGE = 500  # most rows a list page shows (newest first)
+
+
+@dataclass(frozen=True)
+class User:
+    kind: str            # admin | partner
+    key: str
+    partner_id: int | None = None
+    actor: str = ""
+
+    @property
+    def csrf(self) -> str:
+        return csrf_token(self.key)
+
+
+async def current(request: Request, key: str | None = None) -> User:
+    """The user of `key` (default: the cookie's), checked now; Unauthorized when there is none or it is invalid."""
+    key = request.cookies.get(COOKIE) if key is None else key
+    if not key:
+        raise Unauthorized("log in first")
+    if key.startswith(partners.PREFIX):
+        caller = await run_in_threadpool(partners.authenticate, database(request), key)
+        return User("partner", key, caller.partner_id, f"partner:{caller.partner_id}/console")
+    gate = getattr(request.app.state, "gate", None) or request.app.state.service.gate
+    principal = await gate.authenticate(key)
+    if principal.kind != "admin":
+        raise Forbidden("the console needs an admin key or a partner key; a customer key is for the API")
+    return User("admin", key, None, "admin:env/console" if principal.key_id is None else
+                f"admin-key:{principal.key_id}/console")
+
+
+async def page(request: Request, template: str, want: str = "admin", **build) -> Response:
+    """Render `template` for a logged-in user of kind `want`; the values of `build` are computed in a thread."""
+    try:
+        user = await current(request)
+        if user.kind != want:
+            return RedirectResponse("/console/partner" if user.kind == "partner" else "/console", 303)
+        values = {k: await run_in_threadpool(fn) for k, fn in build.items()}
+    except (Unauthorized, Forbidden) as e:
+        return RedirectResponse(f"/console/login?why={e.error_type}", 303)
+    except ModelshopError as e:
+        return render(request, "error.html", status_code=e.status_code, message=e.message, back="/console")
+    return render(request, template, user=user, **values)
+
+
+async def action(request: Request, fn, back: str, want: str = "admin") -> Response:
+    """A form POST: check the user and the CSRF token, call `fn(fields, user)`, show its result once."""
+    try:
+        user = await current(request)
+        fields = await form(request)
+        if user.kind != want or fields.get("csrf") != user.csrf:
+            raise Forbidden("this form is stale or not yours; reload the page and try again")
+        result = await run_in_threadpool(fn, fields, user)
+    except Unauthorized:
+        return RedirectResponse("/console/login", 303)
+    except ModelshopError as e:
+        return render(request, "error.html", status_code=e.status_code, message=e.message, back=back)
+    if isinstance(result, Response):
+        return result
+    response = render(request, "console_done.html", result=result, back=back)
+    response.headers["Cache-Control"] = "no-store"
+    return response
+
+
+def _period(request: Request) -> str:
+    period = request.query_params.get("period") or period_of(utcnow(), "month")
+    parse_period(period)
+    return period
+
+
+# --- login ------------------------------------------------------------------------------------------
+
+@router.get("/login")
+def login_form(request: Request):
+    return render(request, "console_login.html", why=request.query_params.get("why"))
+
+
+@router.post("/login")
+async def login(request: Request):
+    key = (await form(request)).get("key", "").strip()
+    try:
+        user = await current(request, key)
+    except (Unauthorized, Forbidden) as e:
+        return render(request, "console_login.html", status_code=e.status_code, error=e.message)
+    response = RedirectResponse("/console/partner" if user.kind == "partner" else "/console", 303)
+    set_cookie(request, response, COOKIE, key, max_age=12 * 3600, path="/console", samesite="strict")
+    return response
+
+
+@router.post("/logout")
+def logout(request: Request):
+    response = RedirectResponse("/console/login", 303)
+    response.delete_cookie(COOKIE, path="/console")
+    return response
+
+
+# --- admin pages ------------------------------------------------------------------------------------
+
+@router.get("")
+async def home(request: Request):
+    db, conf, period = database(request), settings(request), _period(request)
+
+    def overview():
+        months = analytics.monthly(db, period, months=12, currency=conf.channels_currency)
+        with db.session() as s:
+            counts = {"customers": s.scalar(select(func.count()).select_from(Customer)),
+                      "keys": s.scalar(select(func.count()).select_from(ApiKey).where(ApiKey.status == "active")),
+                      "channels": s.scalar(select(func.count()).select_from(Channel))}
+        chart = charts.over_time([m["month"] for m in months], (f"revenue ({conf.channels_currency})",
+                                 [m["revenue"] for m in months]), ("requests", [m["requests"] for m in months]))
+        return {"months": months, "counts": counts, "chart": chart, "models": len(production(request))}
+
+    return await page(request, "console_home.html", data=overview, period=lambda: period)
+
+
+@router.get("/models")
+async def models_page(request: Request):
+    def rows():
+        versions = registry_of(request).list()
+        prod = [v for v in versions if v.stage == "production"]
+        chart = charts.grouped([v.ref for v in prod], {
+            "macro-F1": [v.metrics.get("macro_f1") for v in prod],
+            "tf-idf baseline": [v.metrics.get("baseline_macro_f1") for v in prod]}, "production models") if prod else None
+        return {"versions": versions, "chart": chart}
+
+    return await page(request, "console_models.html", data=rows)
+
+
+@router.get("/customers")
+async def customers_page(request: Request):
+    db = database(request)
+
+    def rows():
+        keys = (select(ApiKey.customer_id, func.count().label("n")).where(ApiKey.status == "active")
+                .group_by(ApiKey.customer_id).subquery())
+        q = (select(Customer, Plan.code, Channel.code, Attribution.model, keys.c.n)
+             .join(Plan, Plan.id == Customer.plan_id)
+             .outerjoin(Attribution, Attribution.customer_id == Customer.id)
+             .outerjoin(Channel, Channel.id == Attribution.channel_id)
+             .outerjoin(keys, keys.c.customer_id == Customer.id).order_by(Customer.id.desc()).limit(PAGE))
+        with db.session() as s:
+            return [{"id": c.id, "name": c.name, "email": c.email, "status": c.status, "plan": plan,
+                     "channel": code, "bound_by": model, "keys": n or 0, "created_at": c.created_at}
+                    for c, plan, code, model, n in s.execute(q)]
+
+    return await page(request, "console_customers.html", customers=rows,
+                      channels=lambda: channels.list_channels(db), keys=lambda: billing_keys.list_keys(db)[-PAGE:][::-1])
+
+
+@router.get("/invoices")
+async def invoices_page(request: Request):
+    db = database(request)
+    return await page(request, "console_invoices.html",
+                      invoices=lambda: billing_invoices.list_invoices(db)[-PAGE:][::-1])
+
+
+@router.get("/channels")
+async def channels_page(request: Request):
+    db, conf, period = database(request), settings(request), _period(request)
+
+    def data():
+        rows = analytics.report(db, conf, period)
+        codes = [r["code"] for r in rows]
+        return {"rows": rows, "period": period,
+                "funnel": charts.grouped(codes, {k: [r[k] for r in rows] for k in ("visits", "signups", "paying")},
+                                         f"funnel, {period}") if rows else None,
+                "economics": charts.grouped(codes, {"CAC": [r["cac"] for r in rows], "LTV": [r["ltv"] for r in rows]},
+                                            "CAC and LTV", conf.channels_currency) if rows else None,
+                "roi": charts.grouped(codes, {"ROI": [r["roi"] for r in rows], "ROAS": [r["roas"] for r in rows]},
+                                      "ROI and ROAS") if rows else None,
+                "costs": channels.list_costs(db, month=period), "links": channels.list_links(db)}
+
+    return await page(request, "console_channels.html", data=data)
+
+
+@router.get("/channels/report.csv")
+async def report_csv(request: Request):
+    db, conf, period = database(request), settings(request), _period(request)
+    try:
+        await current(request)
+    except (Unauthorized, Forbidden):
+        return RedirectResponse("/console/login", 303)
+    text = await run_in_threadpool(lambda: analytics.report_csv(analytics.report(db, conf, period)))
+    return PlainTextResponse(text, media_type="text/csv; charset=utf-8",
+                             headers={"Content-Disposition": f'attachment; filename="channels-{period}.csv"'})
+
+
+@router.get("/channels/{code}")
+async def channel_page(request: Request, code: str):
+    db, conf, period = database(request), settings(request), _period(request)
+
+    def data():
+        with db.session() as s:
+            ch = channels.channel_view(channels.find_channel(s, code))
+            bound = s.execute(select(Customer, Attribution).join(Attribution, Attribution.customer_id == Customer.id)
+                              .where(Attribution.channel_id == ch["id"]).order_by(Customer.id.desc()).limit(PAGE)).all()
+        row = next(r for r in analytics.report(db, conf, period) if r["code"] == ch["code"])
+        stages = [(k, row[k]) for k in ("visits", "signups", "keys", "first_calls", "first_paid")]
+        co = analytics.cohorts(db, period, months=12, channel_id=ch["id"])
+        return {"channel": ch, "row": row, "period": period, "cohorts": co,
+                "funnel": charts.funnel(stages, f"{ch['code']}: signups of {period}"),
+                "heatmap": charts.heatmap([c["cohort"] for c in co["cohorts"]], [c["retention"] for c in co["cohorts"]],
+                                          "retention (% active)"),
+                "customers": [{"id": c.id, "name": c.name, "email": c.email, "bound_by": a.model, "bound_at": a.bound_at}
+                              for c, a in bound],
+                "links": channels.list_links(db, ch["id"]), "all_channels": channels.list_channels(db)}
+
+    return await page(request, "console_channel.html", data=data)
+
+
+@router.get("/partners")
+async def partners_page(request: Request):
+    db = database(request)
+    return await page(request, "console_partners.html", partners=lambda: partners.list_partners(db),
+                      rules=lambda: commissions.list_rules(db), ledger=lambda: commissions.list_commissions(db),
+                      payouts=lambda: commissions.list_payouts(db))
+
+
+# --- admin actions (forms) --------------------------------------------------------------------------
+
+def _create_channel(fields, user, db):
+    ch = channels.create_channel(db, fields.get("name", ""), fields.get("kind", ""), code=fields.get("code") or None,
+                                 actor=user.actor)
+    return {"message": f"channel {ch['name']} created", "value": f"?ref={ch['code']}"}
+
+
+def _create_link(fields, user, db, code):
+    utm = {k: fields.get(k) for k in ("utm_source", "utm_medium", "utm_campaign", "utm_term", "utm_content")}
+    link = channels.create_link(db, code, landing=fields.get("landing") or "/store", actor=user.actor, **utm)
+    return {"message": "tracking link created", "value": link["url"]}
+
+
+def _set_cost(fields, user, db, currency):
+    c = channels.set_cost(db, fields.get("channel", ""), fields.get("month", ""), fields.get("amount", ""),
+                          kind=fields.get("kind") or "ad_spend", currency=fields.get("currency") or currency,
+                          note=fields.get("note", ""), actor=user.actor)
+    return {"message": f"{c['channel']} {c['month']} {c['kind']}: {c['amount']} {c['currency']}"}
+
+
+def _import_costs(fields, user, db, currency):
+    out = channels.import_costs_csv(db, fields.get("csv", ""), currency=currency, actor=user.actor)
+    return {"message": f"imported {out['imported']} cost rows"}
+
+
+def _rebind(fields, user, db, customer_id):
+    b = attribution.rebind(db, customer_id, fields.get("channel", ""), reason=fields.get("reason", ""), actor=user.actor)
+    return {"message": f"customer {customer_id} is now bound to {b['channel']}"}
+
+
+def _create_partner(fields, user, db):
+    p = partners.create_partner(db, fields.get("name", ""), kind=fields.get("kind") or "affiliate",
+                                email=fields.get("email") or None,
+                                reseller_discount=fields.get("reseller_discount") or None, actor=user.actor)
+    return {"message": f"partner {p['name']} created with channel ?ref={p['channel']['code']}"}
+
+
+def _partner_key(fields, user, db, partner_id):
+    k = partners.create_partner_key(db, partner_id, actor=user.actor)
+    return {"message": "partner key created; this is the only time it is shown", "key": k["key"]}
+
+
+def _rule(fields, user, db, partner_id, conf):
+    hold = fields.get("hold_days")
+    months = fields.get("months")
+    r = commissions.create_rule(
+        db, partner_id, fields.get("kind", ""), percent=fields.get("percent") or None, tiers=fields.get("tiers") or None,
+        months=int(months) if months and months.isdigit() else None, bounty=fields.get("bounty") or None,
+        currency=fields.get("currency") or conf.channels_currency,
+        hold_days=int(hold) if hold and hold.isdigit() else conf.commission_hold_days, actor=user.actor)
+    return {"message": f"rule {r['id']} ({r['kind']}) created for partner {partner_id}"}
+
+
+def _run(fields, user, db):
+    out = commissions.run_commissions(db, actor=user.actor)
+    return {"message": "commissions: " + ", ".join(f"{k} {v}" for k, v in out.items())}
+
+
+def _payout(fields, user, db, partner_id, currency):
+    st = commissions.payout(db, partner_id, fields.get("month", ""), currency=fields.get("currency") or currency,
+                            actor=user.actor)
+    return {"message": f"statement {st['month']}: {st['total']} {st['currency']} ({len(st['entries'])} entries)",
+            "link": f"/console/payouts/{st['id']}.csv"}
+
+
+@router.post("/channels")
+async def create_channel_action(request: Request):
+    return await action(request, partial(_create_channel, db=database(request)), "/console/channels")
+
+
+@router.post("/channels/{code}/links")
+async def create_link_action(request: Request, code: str):
+    return await action(request, partial(_create_link, db=database(request), code=code), f"/console/channels/{code}")
+
+
+@router.post("/costs")
+async def set_cost_action(request: Request):
+    return await action(request, partial(_set_cost, db=database(request), currency=settings(request).channels_currency),
+                        "/console/channels")
+
+
+@router.post("/costs/import")
+async def import_costs_action(request: Request):
+    return await action(request, partial(_import_costs, db=database(request),
+                                         currency=settings(request).channels_currency), "/console/channels")
+
+
+@router.post("/customers/{customer_id}/rebind")
+async def rebind_action(request: Request, customer_id: int):
+    return await action(request, partial(_rebind, db=database(request), customer_id=customer_id), "/console/customers")
+
+
+@router.post("/partners")
+async def create_partner_action(request: Request):
+    return await action(request, partial(_create_partner, db=database(request)), "/console/partners")
+
+
+@router.post("/partners/{partner_id}/keys")
+async def partner_key_action(request: Request, partner_id: int):
+    return await action(request, partial(_partner_key, db=database(request), partner_id=partner_id), "/console/partners")
+
+
+@router.post("/partners/{partner_id}/rules")
+async def rule_action(request: Request, partner_id: int):
+    return await action(request, partial(_rule, db=database(request), partner_id=partner_id, conf=settings(request)),
+                        "/console/partners")
+
+
+@router.post("/commissions/run")
+async def run_action(request: Request):
+    return await action(request, partial(_run, db=database(request)), "/console/partners")
+
+
+@router.post("/partners/{partner_id}/payouts")
+async def payout_action(request: Request, partner_id: int):
+    return await action(request, partial(_payout, db=database(request), partner_id=partner_id,
+                                         currency=settings(request).channels_currency), "/console/partners")
+
+
+@router.get("/payouts/{payout_id}.csv")
+async def payout_csv(request: Request, payout_id: int):
+    try:
+        user = await current(request)
+    except (Unauthorized, Forbidden):
+        return RedirectResponse("/console/login", 303)
+    st = await run_in_threadpool(commissions.get_statement, database(request), payout_id, partner_id=user.partner_id)
+    return PlainTextResponse(commissions.statement_csv(st), media_type="text/csv; charset=utf-8",
+                             headers={"Content-Disposition": f'attachment; filename="payout-{st["month"]}.csv"'})
+
+
+# --- the partner's own view ---------------------------------------------------------------------------
+
+@router.get("/partner")
+async def partner_page(request: Request):
+    db = database(request)
+    try:
+        user = await current(request)
+    except (Unauthorized, Forbidden):
+        return RedirectResponse("/console/login", 303)
+    pid = user.partner_id
+    if pid is None:
+        return RedirectResponse("/console", 303)
+    return await page(request, "console_partner.html", want="partner",
+                      me=lambda: partners.get_partner(db, pid), customers=lambda: partners.customers(db, pid),
+                      usage=lambda: partners.usage(db, pid), invoices=lambda: partners.invoices(db, pid),
+                      ledger=lambda: commissions.list_commissions(db, partner_id=pid),
+                      payouts=lambda: commissions.list_payouts(db, pid))

@@ -1,0 +1,66 @@
+"""What every page needs: the server's database, settings and service; forms, cookies and templates.
+
+Forms are `application/x-www-form-urlencoded` and parsed here (no multipart dependency). Cookies
+are first-party, HttpOnly and SameSite; `Secure` whenever the request came over HTTPS.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+from pathlib import Path
+from urllib.parse import parse_qsl
+
+from fastapi import Request
+from fastapi.responses import HTMLResponse, Response
+from jinja2 import Environment, FileSystemLoader, select_autoescape
+
+from modelshop.channels.api import settings_of
+from modelshop.db import Database, get_database
+from modelshop.errors import ValidationError
+from modelshop.settings import Settings
+from modelshop.web.i18n import LANGS, language, translator
+
+TEMPLATES = Environment(loader=FileSystemLoader(Path(__file__).parent / "templates"),
+                        autoescape=select_autoescape(["html"]), trim_blocks=True, lstrip_blocks=True)
+MAX_FORM_BYTES = 1_000_000
+
+
+def settings(request: Request) -> Settings:
+    return settings_of(request)
+
+
+def database(request: Request) -> Database:
+    """The gate's database (the one billing's routes use), else the settings' one."""
+    state = request.app.state
+    gate = getattr(state, "gate", None) or getattr(getattr(state, "service", None), "gate", None)
+    return getattr(gate, "db", None) or get_database(settings(request))
+
+
+async def form(request: Request) -> dict[str, str]:
+    """The fields of a url-encoded form body (the last value of a repeated field wins)."""
+    body = await request.body()
+    if len(body) > MAX_FORM_BYTES:
+        raise ValidationError(f"form too large: at most {MAX_FORM_BYTES} bytes")
+    return dict(parse_qsl(body.decode("utf-8", "replace"), keep_blank_values=True))
+
+
+def set_cookie(request: Request, response: Response, name: str, value: str, *, max_age: int | None,
+               path: str = "/", samesite: str = "lax") -> None:
+    response.set_cookie(name, value, max_age=max_age, path=path, httponly=True, samesite=samesite,
+                        secure=request.url.scheme == "https")
+
+
+def csrf_token(secret: str) -> str:
+    """A form token bound to the logged-in key: a cross-site form cannot know it."""
+    return hmac.new(secret.encode(), b"modelshop console csrf", hashlib.sha256).hexdigest()[:32]
+
+
+def render(request: Request, template: str, status_code: int = 200, **context) -> HTMLResponse:
+    lang = language(request)
+    html = TEMPLATES.get_template(template).render(request=request, lang=lang, langs=LANGS, t=translator(lang),
+                                                   path=request.url.path, **context)
+    response = HTMLResponse(html, status_code=status_code)
+    if request.query_params.get("lang") in LANGS:
+        set_cookie(request, response, "ms_lang", request.query_params["lang"], max_age=365 * 86400)
+    return response
