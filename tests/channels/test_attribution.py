@@ -145,3 +145,10 @@ def test_costs_set_and_imported_idempotently(shop):
     with pytest.raises(ValidationError, match="costs CSV line 2: amount"):
         channels.import_costs_csv(db, "channel,month,amount\nblogger,2026-07,-1\n", actor=ACTOR)
     assert channels.list_costs(db, month="2026-07") == []  # all rows or none
+
+
+def test_costs_csv_with_old_mac_line_ends(shop):
+    """Found by fuzzing: a bare \\r line end once crashed the CSV reader (500)."""
+    db, news, _aff = shop
+    text = f"channel,month,amount\r{news['code']},2026-08,10\r"
+    assert channels.import_costs_csv(db, text, actor=ACTOR)["imported"] == 1

@@ -112,3 +112,9 @@ def test_embeddings_validation(client):
     assert 'this server embeds with "minilm"' in msg
     error_of(client.post("/v1/embeddings", json={"input": [1, 2, 3], "model": "minilm"}, headers=AUTH),
              422, "validation")
+
+
+def test_ids_past_the_database_range_are_422_not_500(client):
+    """Found by fuzzing: an id ≥ 2^63 in a path overflowed SQLite's INTEGER inside a query."""
+    r = client.get("/admin/customers/9223372036854775808", headers=AUTH)
+    assert "out of range" in error_of(r, 422, "validation")

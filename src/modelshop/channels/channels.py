@@ -194,8 +194,11 @@ def set_cost(db: Database, channel: str | int, month: str, amount: object, *, ki
 
 def import_costs_csv(db: Database, text: str, *, currency: str = "USD", actor: str) -> dict:
     """Set costs from CSV (`channel,month,kind,amount[,currency][,note]`): all rows or none."""
-    reader = csv.DictReader(io.StringIO(text.lstrip("\ufeff")))
-    header = [h.strip() for h in (reader.fieldnames or [])]
+    reader = csv.DictReader(io.StringIO(text.lstrip("\ufeff"), newline=""))  # \r\n, \r or \n line ends
+    try:
+        header = [h.strip() for h in (reader.fieldnames or [])]
+    except csv.Error as e:
+        raise ValidationError(f"costs CSV: cannot read the header ({e})") from None
     missing = [c for c in ("channel", "month", "amount") if c not in header]
     if missing:
         raise ValidationError(f"costs CSV: missing column(s) {', '.join(missing)}; expected a header "
@@ -204,7 +207,11 @@ def import_costs_csv(db: Database, text: str, *, currency: str = "USD", actor: s
     if extra:
         raise ValidationError(f'costs CSV: unknown column "{extra[0]}"{did_you_mean(extra[0], CSV_COLUMNS)}')
     rows = []
-    for n, raw in enumerate(reader, start=2):
+    try:
+        raw_rows = list(reader)
+    except csv.Error as e:
+        raise ValidationError(f"costs CSV: line {reader.line_num}: {e}") from None
+    for n, raw in enumerate(raw_rows, start=2):
         r = {k.strip(): (v or "").strip() for k, v in raw.items() if k}
         if not any(r.values()):
             continue

@@ -15,6 +15,7 @@ import logging
 import math
 import uuid
 
+import sqlalchemy.exc
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
@@ -76,7 +77,8 @@ def create_app(settings: Settings | None = None, gate: Gate | None = None) -> Fa
     for module in ROUTER_MODULES:
         for router in importlib.import_module(module).routers:
             app.include_router(router)
-    for exc_type in (ModelshopError, RequestValidationError, StarletteHTTPException, ClientGone, Exception):
+    for exc_type in (ModelshopError, RequestValidationError, StarletteHTTPException, ClientGone, OverflowError,
+                     sqlalchemy.exc.DataError, Exception):
         app.add_exception_handler(exc_type, handle_error)
     app.add_middleware(RequestMiddleware, service=service)
     return app
@@ -107,6 +109,9 @@ def to_error(exc: Exception, request: Request, route: str) -> ModelshopError:
         return exc
     if isinstance(exc, RequestValidationError):
         return ValidationError(describe_validation(exc.errors(), route))
+    if isinstance(exc, OverflowError | sqlalchemy.exc.DataError):
+        # an id or count past what the database stores (2^63 on SQLite and PostgreSQL): bad input, not a crash
+        return ValidationError("a number in the request is out of range; identifiers and counts are below 2^63")
     if isinstance(exc, StarletteHTTPException) and isinstance(exc.__cause__, ModelshopError):
         return exc.__cause__  # e.g. the body cap hit while FastAPI read a chunked body
     if isinstance(exc, StarletteHTTPException):
