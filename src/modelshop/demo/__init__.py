@@ -64,5 +64,6 @@ def run_demo(settings: Settings | None = None, *, epochs: int = 8, base_model: s
         say(f"  curl -s {url}/predict -H 'Authorization: Bearer {commerce['key']}' "
             "-H 'Content-Type: application/json' -d '{\"inputs\": \"my parcel has not arrived yet\"}'")
         say(f"  curl -s {url}/v1/account/usage -H 'Authorization: Bearer {commerce['key']}'")
+        say(f"storefront: {url}/store    console: {url}/console (log in with the admin key)")
         run_server(served, say=say)
     return out
