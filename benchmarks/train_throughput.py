@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import resource
 import subprocess
 import sys
@@ -80,7 +81,8 @@ def trainer(args, pad_to_max: bool) -> dict:
     train_ds, eval_ds = DS(tx, ty), DS(ex, ey)
     targs = TrainingArguments(output_dir=str(Path(args.tmp) / ("autotrain" if pad_to_max else "trainer")),
                               per_device_train_batch_size=args.batch_size, per_device_eval_batch_size=64,
-                              num_train_epochs=args.epochs, learning_rate=args.lr, warmup_ratio=0.1,
+                              num_train_epochs=args.epochs, learning_rate=args.lr,
+                              warmup_steps=int(0.1 * math.ceil(len(tx) / args.batch_size) * args.epochs),
                               weight_decay=0.01, seed=args.seed, save_strategy="no", report_to=[],
                               logging_strategy="no", disable_tqdm=True, use_cpu=True)
     collator = default_data_collator if pad_to_max else DataCollatorWithPadding(tok)
