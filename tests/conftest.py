@@ -99,3 +99,26 @@ def pg_url():
     with admin.begin() as c:
         c.execute(sa.text(f'drop schema "{schema}" cascade'))
     admin.dispose()
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def db(request, tmp_path):
+    """A migrated database, once on SQLite and once on PostgreSQL (skipped when absent)."""
+    from modelshop.db import Database
+
+    url = f"sqlite:///{tmp_path / 'shop.db'}" if request.param == "sqlite" else request.getfixturevalue("pg_url")
+    database = Database(url)
+    database.migrate()
+    yield database
+    database.dispose()
+
+
+@pytest.fixture
+def sqlite_db(tmp_path):
+    """A migrated SQLite database in a temp folder."""
+    from modelshop.db import Database
+
+    database = Database(f"sqlite:///{tmp_path / 'shop.db'}")
+    database.migrate()
+    yield database
+    database.dispose()

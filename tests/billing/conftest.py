@@ -82,24 +82,6 @@ def make_plans(db: Database, plan_files, *codes: str) -> None:
         create_plan(db, load_plan_file(plan_files[code]), actor=ADMIN)
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
-def db(request, tmp_path) -> Database:
-    """A migrated billing database, once on SQLite and once on PostgreSQL (skipped when absent)."""
-    url = f"sqlite:///{tmp_path / 'billing.db'}" if request.param == "sqlite" else request.getfixturevalue("pg_url")
-    database = Database(url)
-    database.migrate()
-    yield database
-    database.dispose()
-
-
-@pytest.fixture
-def sqlite_db(tmp_path) -> Database:
-    database = Database(f"sqlite:///{tmp_path / 'billing.db'}")
-    database.migrate()
-    yield database
-    database.dispose()
-
-
 async def serve_call(gate, token: str | None, model: str = "minilm:1", units: Units = Units(),
                      idempotency_key: str | None = None, route: str = "/predict"):
     """One request handled the way the server handles it: authenticate → replay → admit → (infer) → record.

@@ -34,23 +34,6 @@ def period(offset: int) -> str:
     return month_start(offset).strftime("%Y-%m")
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
-def db(request, tmp_path) -> Database:
-    url = f"sqlite:///{tmp_path / 'channels.db'}" if request.param == "sqlite" else request.getfixturevalue("pg_url")
-    database = Database(url)
-    database.migrate()
-    yield database
-    database.dispose()
-
-
-@pytest.fixture
-def sqlite_db(tmp_path) -> Database:
-    database = Database(f"sqlite:///{tmp_path / 'channels.db'}")
-    database.migrate()
-    yield database
-    database.dispose()
-
-
 ADMIN_KEY = "adm_" + "Zq81x" * 8
 
 
