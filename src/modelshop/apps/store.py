@@ -17,10 +17,10 @@ from pathlib import Path
 
 from sqlalchemy import func, select
 
-from modelshop.apps.tables import STAGES, Artifact
+from modelshop.apps.tables import Artifact
 from modelshop.db import Database, get_database, utcnow
 from modelshop.errors import NotFound, ValidationError, did_you_mean
-from modelshop.registry import publish
+from modelshop.registry import promotion_target, publish
 from modelshop.settings import Settings, get_settings
 
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$")
@@ -75,11 +75,7 @@ class ArtifactStore:
             before_add=lambda s, _row: self._archive_production(s, kind, name))
 
     def promote(self, kind: str, ref: str, stage: str = "production") -> Artifact:
-        if stage not in STAGES:
-            raise ValidationError(f'stage "{stage}" is not one of {", ".join(STAGES)}{did_you_mean(stage, STAGES)}')
-        name, version = parse_ref(ref)
-        if version is None:
-            raise ValidationError(f'promote needs NAME:VERSION, e.g. "{name}:1"')
+        name, version = promotion_target(ref, stage)
         with self.db.session() as s:
             row = self._find(s, kind, name, version)
             if stage == "production":

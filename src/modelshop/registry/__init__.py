@@ -27,7 +27,7 @@ from modelshop.settings import Settings, get_settings
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$")
 META_FILE = "modelshop.json"
 
-__all__ = ["Registry", "ModelVersion", "STAGES", "META_FILE", "parse_ref", "publish"]
+__all__ = ["Registry", "ModelVersion", "STAGES", "META_FILE", "parse_ref", "promotion_target", "publish"]
 
 
 def parse_ref(ref: str) -> tuple[str, int | None]:
@@ -36,6 +36,16 @@ def parse_ref(ref: str) -> tuple[str, int | None]:
     if version and not version.isdigit():
         raise ValidationError(f'model reference "{ref}" must be NAME or NAME:VERSION with a number')
     return name, int(version) if version else None
+
+
+def promotion_target(ref: str, stage: str) -> tuple[str, int]:
+    """(name, version) of a promotion to `stage`, or the one-line error saying what to pass."""
+    if stage not in STAGES:
+        raise ValidationError(f'stage "{stage}" is not one of {", ".join(STAGES)}{did_you_mean(stage, STAGES)}')
+    name, version = parse_ref(ref)
+    if version is None:
+        raise ValidationError(f'promote needs NAME:VERSION, e.g. "{name}:2"')
+    return name, version
 
 
 def check_name(name: str) -> str:
@@ -97,11 +107,7 @@ class Registry:
                        before_add=before_add)
 
     def promote(self, ref: str, stage: str = "production") -> ModelVersion:
-        if stage not in STAGES:
-            raise ValidationError(f'stage "{stage}" is not one of {", ".join(STAGES)}{did_you_mean(stage, STAGES)}')
-        name, version = parse_ref(ref)
-        if version is None:
-            raise ValidationError(f'promote needs NAME:VERSION, e.g. "{name}:2"')
+        name, version = promotion_target(ref, stage)
         with self.db.session() as s:
             row = self._find(s, name, version)
             if stage == "production":
