@@ -1,0 +1,105 @@
+"""Real `modelshop serve` processes for the crash and two-replica tests.
+
+`shop(...)` makes a home with a tfidf model registered (fast to train, so the tests spend their time
+on the server, not on training) in the given database; `ServerProcess` runs `modelshop serve` on it
+in a subprocess with the billing gate, waits for /health, and can be stopped or SIGKILLed.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+
+ADMIN_KEY = "proc-admin-" + "k" * 24
+START_TIMEOUT_S = 90.0   # generous: two cores shared with other work; a start normally takes a few seconds
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def train_tfidf(tmp_path: Path, name: str = "m") -> None:
+    """Register a tfidf model `name` in the current settings' home and database (production stage)."""
+    from modelshop.cli import main
+
+    rows = [{"text": t, "label": label} for t, label in
+            [("great product", "good"), ("love it", "good"), ("awful", "bad"), ("terrible, broken", "bad")] * 10]
+    data = tmp_path / "train.jsonl"
+    data.write_text("\n".join(json.dumps(r) for r in rows))
+    main(["train", "--data", str(data), "--eval", str(data), "--base-model", "tfidf", "--name", name, "--json"])
+
+
+class ServerProcess:
+    """`modelshop serve` in a subprocess, on a free port."""
+
+    def __init__(self, home: Path, database_url: str, *, redis_url: str | None = None, log: Path,
+                 extra_env: dict[str, str] | None = None) -> None:
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        env = {k: v for k, v in os.environ.items() if not k.startswith("MODELSHOP_")}
+        env.update({"MODELSHOP_HOME": str(home), "MODELSHOP_DATABASE_URL": database_url,
+                    "MODELSHOP_SERVE_GATE": "billing", "MODELSHOP_ADMIN_KEY": ADMIN_KEY,
+                    "MODELSHOP_PROGRESS": "false", "MODELSHOP_TORCH_THREADS": "1",
+                    "MODELSHOP_RELOAD_INTERVAL_S": "0", "TOKENIZERS_PARALLELISM": "false",
+                    "HF_HUB_OFFLINE": "1"})
+        if redis_url:
+            env["MODELSHOP_REDIS_URL"] = redis_url
+        env.update(extra_env or {})
+        self.log = log
+        with open(log, "ab") as out:
+            self.proc = subprocess.Popen(
+                [sys.executable, "-c", "from modelshop.cli import main; main()", "serve", "--port", str(self.port)],
+                env=env, stdout=out, stderr=subprocess.STDOUT)
+
+    def wait_healthy(self, timeout: float = START_TIMEOUT_S) -> ServerProcess:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"server exited with {self.proc.returncode}: {self.tail()}")
+            try:
+                if httpx.get(f"{self.url}/health", timeout=2).status_code == 200:
+                    return self
+            except httpx.TransportError:
+                pass
+            time.sleep(0.1)
+        self.kill()
+        raise RuntimeError(f"server did not answer /health within {timeout:.0f} s: {self.tail()}")
+
+    def tail(self) -> str:
+        return self.log.read_text(errors="replace")[-3000:] if self.log.exists() else ""
+
+    def kill(self) -> None:
+        """SIGKILL: no shutdown hook, no drain — what a crash looks like."""
+        if self.proc.poll() is None:
+            os.kill(self.proc.pid, signal.SIGKILL)
+        self.proc.wait(timeout=30)
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                self.kill()
+
+
+def redis_url_or_skip(pytest) -> str:
+    """A flushed-prefix Redis on 127.0.0.1:6379, or skip with the reason."""
+    import redis
+
+    url = "redis://127.0.0.1:6379/0"
+    try:
+        redis.Redis.from_url(url, socket_connect_timeout=2).ping()
+    except redis.RedisError as e:
+        pytest.skip(f"Redis not reachable at 127.0.0.1:6379 ({type(e).__name__})")
+    return url
