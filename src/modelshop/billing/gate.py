@@ -3,7 +3,8 @@
     authenticate  key → Principal by SHA-256 lookup; revoked/expired → 401 with the reason
     replay        the stored first reply of a retried Idempotency-Key (not metered again)
     admit         scope → 403, rpm/tpm buckets → 429 (retry_after + RateLimit data in `extra`),
-                  plan quota or prepaid wallet → 402
+                  plan quota or prepaid wallet → 402 (a blocking quota also counts the calls admitted
+                  and not yet committed, on every replica sharing the Redis)
     record        the usage event and idempotency record, group-committed, durable before return
 
 Database calls run in worker threads so the event loop keeps serving. No key is ever logged.
@@ -16,7 +17,9 @@ import datetime as dt
 import hmac
 import logging
 import time
+import uuid
 from collections.abc import Callable
+from contextvars import ContextVar
 
 from modelshop.billing import keys as keystore
 from modelshop.billing import usage, wallet
@@ -25,6 +28,7 @@ from modelshop.billing.committer import GroupCommitter
 from modelshop.billing.limits import LocalLimiter, RedisLimiter, Verdict, ratelimit_headers
 from modelshop.billing.money import fmt
 from modelshop.billing.periods import months_of, parse_period, period_of
+from modelshop.billing.plans import PlanSpec
 from modelshop.billing.pricing import usage_charges_minor
 from modelshop.billing.tables import Customer, Plan
 from modelshop.db import Database, get_database, utcnow
@@ -35,6 +39,9 @@ from modelshop.settings import Settings
 
 log = logging.getLogger(__name__)
 _NO_MATCH = keystore.hash_key("no key has this hash")
+QUOTA_HOLD_S = 60.0   # longest a call admitted under a blocking quota holds its units before it is committed
+# quota holds taken by `admit` in this request, given back by `record` once the usage is committed
+_holds: ContextVar[tuple[tuple[str, str, int], ...]] = ContextVar("modelshop_quota_holds", default=())
 
 
 class BillingGate:
@@ -119,26 +126,54 @@ class BillingGate:
                               limit=verdict.limit, remaining=verdict.remaining, reset=verdict.reset,
                               headers=ratelimit_headers(
                                   {"limit": verdict.limit, "remaining": verdict.remaining, "reset": verdict.reset}))
-        await asyncio.to_thread(self._check_plan, principal.customer_id, units)
+        await self._admit_plan(principal.customer_id, units)
 
-    def _check_plan(self, customer_id: int, units: Units) -> None:
-        """Quota of the plan period and, for prepaid plans, the wallet (402 with the reason)."""
-        now = self.clock()
+    async def _admit_plan(self, customer_id: int, units: Units) -> None:
+        """Quota of the plan period and, for prepaid plans, the wallet (402 with the reason).
+
+        A blocking quota counts the calls committed to the ledger *and* the calls admitted but not yet
+        committed (held in the limiter, in Redis when replicas share one): the hold is taken before the
+        ledger is read and given back only after the call's usage is committed (in `record`), so two
+        concurrent calls, on one replica or two, never both take the last unit. A call that fails after
+        admission gives its hold back when the hold expires (QUOTA_HOLD_S).
+        """
+        spec, period = await asyncio.to_thread(self._plan_of, customer_id)
+        if spec.quota is None and not spec.prepaid:
+            return
+        hold = None
+        held = 0
+        if spec.quota is not None and spec.quota.action == "block":
+            hold = (f"quota:{customer_id}:{period}:{spec.quota.metric}", uuid.uuid4().hex,
+                    getattr(units, spec.quota.metric))
+            held = await self.limiter.reserve(*hold, QUOTA_HOLD_S)
+        try:
+            await asyncio.to_thread(self._check_plan, customer_id, spec, period, units, held)
+        except BaseException:
+            if hold is not None:
+                await self.limiter.release(*hold)
+            raise
+        if hold is not None:
+            _holds.set((*_holds.get(), hold))
+
+    def _plan_of(self, customer_id: int) -> tuple[PlanSpec, str]:
         with self.db.session() as s:
             customer = s.get(Customer, customer_id)
-            plan = s.get(Plan, customer.plan_id)
-            spec = plan_spec(plan)
-            if spec.quota is None and not spec.prepaid:
-                return
-            period = period_of(now, spec.interval)
+            spec = plan_spec(s.get(Plan, customer.plan_id))
+        return spec, period_of(self.clock(), spec.interval)
+
+    def _check_plan(self, customer_id: int, spec: PlanSpec, period: str, units: Units, held: int) -> None:
+        """`held`: units of the quota metric admitted and not yet committed, this call's included."""
+        with self.db.session() as s:
             used = usage.month_totals(s, customer_id, months_of(period))
             if spec.quota is not None and spec.quota.action == "block":
-                wanted = getattr(units, spec.quota.metric)
-                if used[spec.quota.metric] + wanted > spec.quota.limit:
+                metric = spec.quota.metric
+                in_flight = max(0, held - getattr(units, metric))
+                if used[metric] + held > spec.quota.limit:
                     _, end, _ = parse_period(period)
+                    busy = f", {in_flight:,} more in calls under way" if in_flight else ""
                     raise QuotaExceeded(
-                        f"quota of {spec.quota.limit:,} {spec.quota.metric} per {spec.interval} reached "
-                        f"({used[spec.quota.metric]:,} used); it resets at {end:%Y-%m-%dT%H:%M:%SZ}, "
+                        f"quota of {spec.quota.limit:,} {metric} per {spec.interval} reached "
+                        f"({used[metric]:,} used{busy}); it resets at {end:%Y-%m-%dT%H:%M:%SZ}, "
                         "or move to a larger plan", limit=spec.quota.limit, used=used[spec.quota.metric],
                         reset_at=end.isoformat())
             if spec.prepaid:
@@ -172,7 +207,13 @@ class BillingGate:
             compute_us=round(call.inference_seconds * 1_000_000), occurred_at=self.clock(),
             idempotency_key=usage.check_idempotency_key(call.idempotency_key),
             status=reply.status, body=reply.body, headers=dict(reply.headers))
-        await self.committer.submit(metered)
+        holds = _holds.get()
+        _holds.set(())
+        try:
+            await self.committer.submit(metered)
+        finally:  # committed (or failed): the ledger now counts it (or it is not billed)
+            for hold in holds:
+                await self.limiter.release(*hold)
 
     async def close(self) -> None:
         await self.committer.drain()

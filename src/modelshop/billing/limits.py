@@ -4,6 +4,10 @@ A bucket holds up to one minute's allowance and refills continuously. A call tak
 rpm bucket and its token count from the tpm bucket, both or neither. `LocalLimiter` keeps the
 buckets in this process (the embedded default); `RedisLimiter` keeps them in Redis and takes
 them in one Lua script, so every replica sharing the Redis enforces one limit.
+
+Both also keep quota holds (`reserve`/`release`): units of calls admitted under a blocking quota
+and not yet committed to the ledger, each with an expiry, so concurrent calls (on one replica, or
+on every replica sharing the Redis) count one another's (see `BillingGate._admit_plan`).
 """
 
 from __future__ import annotations
@@ -47,6 +51,7 @@ class LocalLimiter:
         self._clock = clock
         self._lock = threading.Lock()
         self._state: dict[tuple[int, str], tuple[float, float]] = {}
+        self._held: dict[str, dict[str, tuple[int, float]]] = {}    # quota reservations: bucket → member
 
     async def acquire(self, key_id: int, rpm: int | None, tpm: int | None, tokens: int) -> Verdict:
         buckets = _buckets(rpm, tpm, tokens)
@@ -63,6 +68,23 @@ class LocalLimiter:
             for (name, *_), lvl in zip(buckets, levels, strict=True):
                 self._state[(key_id, name)] = (lvl, now)
         return _verdict(rpm, buckets, levels, wait)
+
+    async def reserve(self, bucket: str, member: str, amount: int, ttl_s: float) -> int:
+        """Hold `amount` units in `bucket` for up to `ttl_s`; the units now held there, this one included."""
+        with self._lock:
+            now = self._clock()
+            held = {m: (a, exp) for m, (a, exp) in self._held.get(bucket, {}).items() if exp > now}
+            held[member] = (amount, now + ttl_s)
+            self._held[bucket] = held
+            return sum(a for a, _ in held.values())
+
+    async def release(self, bucket: str, member: str, amount: int) -> None:
+        with self._lock:
+            held = self._held.get(bucket)
+            if held is not None:
+                held.pop(member, None)
+                if not held:
+                    del self._held[bucket]
 
     async def close(self) -> None:
         return None
@@ -103,12 +125,30 @@ return out
 """
 
 
+# Quota reservations: KEYS[1] a sorted set of "id:units" members scored by expiry; ARGV: member, ttl (s).
+# Drops expired members, adds this one and returns the units held, this one included, in one step.
+RESERVE_LUA = """
+local t = redis.call('TIME')
+local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
+local ttl = tonumber(ARGV[2])
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now)
+redis.call('ZADD', KEYS[1], now + ttl, ARGV[1])
+redis.call('PEXPIRE', KEYS[1], math.ceil(ttl * 1000) + 1000)
+local held = 0
+for _, m in ipairs(redis.call('ZRANGE', KEYS[1], 0, -1)) do
+  held = held + tonumber(string.match(m, ':(%d+)$'))
+end
+return held
+"""
+
+
 class RedisLimiter:
     """Buckets in Redis, taken atomically by one Lua script; shared by every replica."""
 
     def __init__(self, url: str, prefix: str = "modelshop") -> None:
         self._redis = aioredis.Redis.from_url(url)
         self._script = self._redis.register_script(LUA)
+        self._reserve = self._redis.register_script(RESERVE_LUA)
         self._prefix = prefix
 
     async def acquire(self, key_id: int, rpm: int | None, tpm: int | None, tokens: int) -> Verdict:
@@ -124,6 +164,20 @@ class RedisLimiter:
             log.warning("rate limiter unavailable (%s); admitting without a limit", type(e).__name__)
             return Verdict(True, rpm or 0, rpm or 0, 0.0, 0.0)
         return _verdict(rpm, buckets, [float(x) for x in levels], 0.0 if int(allowed) else float(wait))
+
+    async def reserve(self, bucket: str, member: str, amount: int, ttl_s: float) -> int:
+        """Hold `amount` units in `bucket` (shared by every replica) for up to `ttl_s`; the units held now."""
+        try:
+            return int(await self._reserve(keys=[f"{self._prefix}:{bucket}"], args=[f"{member}:{amount}", str(ttl_s)]))
+        except (RedisError, OSError) as e:
+            log.warning("quota reservations unavailable (%s); checking the quota without them", type(e).__name__)
+            return amount
+
+    async def release(self, bucket: str, member: str, amount: int) -> None:
+        try:
+            await self._redis.zrem(f"{self._prefix}:{bucket}", f"{member}:{amount}")
+        except (RedisError, OSError) as e:
+            log.warning("could not release a quota reservation (%s); it expires by itself", type(e).__name__)
 
     async def ping(self) -> None:
         await self._redis.ping()
