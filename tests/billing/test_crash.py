@@ -8,7 +8,7 @@ SIGKILLed. Then, straight from the database:
 and after a restart on the same database, retrying the cut-off calls with their Idempotency-Key
 makes every call appear exactly once, while retries of calls already answered get the stored reply
 back (`x-idempotent-replay: true`, same body) without a second event. The monthly counters that
-quota checks read agree with the ledger (same transaction).
+quota checks read agree with the ledger (same transaction). The server's log never holds a key.
 """
 
 from __future__ import annotations
@@ -111,7 +111,11 @@ def test_sigkill_mid_load_loses_no_answered_call_and_bills_none_twice(tmp_path, 
     home = get_settings().home
     logs = tmp_path / "server.log"
     server = ServerProcess(home, database_url, log=logs).wait_healthy()
+    wrong = [key[:-1] + ("A" if key[-1] != "A" else "B"), "ms_live_" + "w" * 43]
     try:
+        for bad in wrong:
+            r = httpx.post(f"{server.url}/predict", json={"inputs": "hi"}, headers={"Authorization": f"Bearer {bad}"})
+            assert r.status_code == 401 and r.json()["error_type"] == "unauthorized"
         results = asyncio.run(_load_and_kill(server, key))
     finally:
         server.kill()
@@ -153,5 +157,9 @@ def test_sigkill_mid_load_loses_no_answered_call_and_bills_none_twice(tmp_path, 
 
     ledger = _ledger(db, customer_id)
     assert ledger == {f"crash-{i}": 1 for i in range(CALLS)}
+    logged = logs.read_text(errors="replace")       # both servers' stdout and stderr
+    assert "authentication failed" in logged
+    for secret in [key, *wrong]:                     # no key, right or wrong, is ever logged
+        assert secret[8:] not in logged
     assert _counted_requests(db, customer_id) == CALLS
     db.dispose()
