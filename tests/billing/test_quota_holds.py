@@ -1,7 +1,8 @@
-"""A blocking quota under concurrency: calls admitted but not yet committed count against it.
+"""Quotas and prepaid wallets under concurrency: calls admitted but not yet committed count against them.
 
-Before the holds, `admit` compared the quota with the ledger alone, so every call in flight at the
-limit saw the same "used" and got in: 30 concurrent calls against 5 left admitted all of them.
+Before the holds, `admit` compared the quota (and the wallet) with the ledger alone, so every call in
+flight at the limit saw the same "used" and got in: 30 concurrent calls against a quota of 5 were all
+admitted, and 20 concurrent calls on a wallet good for 3 were all admitted.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from modelshop.billing import gate as gate_module
 from modelshop.billing.accounts import create_customer
 from modelshop.billing.keys import create_key
 from modelshop.billing.limits import LocalLimiter, RedisLimiter
+from modelshop.billing.wallet import topup
 from modelshop.errors import QuotaExceeded
 from modelshop.serve.gate import Units
 from tests.billing.conftest import ADMIN, make_plans, serve_call
@@ -34,6 +36,21 @@ def test_concurrent_calls_never_pass_the_quota(db, plan_files, settings):
     outcomes = [kind for kind, _ in asyncio.run(go())]
     assert outcomes.count("ok") == 5
     assert outcomes.count(402) == 25
+
+
+def test_concurrent_calls_never_overdraw_a_prepaid_wallet(db, plan_files, settings):
+    make_plans(db, plan_files, "prepaid")                              # 0.40 a request, prepaid
+    customer = create_customer(db, "P", "prepaid", actor=ADMIN)
+    key = create_key(db, customer["id"], actor=ADMIN)["key"]
+    topup(db, customer["id"], "1.00", actor=ADMIN)                     # one by one: 3 calls get in
+    gate = BillingGate(settings, db)
+
+    async def go():
+        return await asyncio.gather(*(serve_call(gate, key) for _ in range(20)))
+
+    outcomes = [kind for kind, _ in asyncio.run(go())]
+    assert outcomes.count("ok") == 3                                   # as many as one by one, not 20
+    assert outcomes.count(402) == 17
 
 
 def test_a_hold_is_given_back_on_commit_or_when_it_expires(sqlite_db, plan_files, settings, monkeypatch):

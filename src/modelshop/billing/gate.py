@@ -3,8 +3,8 @@
     authenticate  key → Principal by SHA-256 lookup; revoked/expired → 401 with the reason
     replay        the stored first reply of a retried Idempotency-Key (not metered again)
     admit         scope → 403, rpm/tpm buckets → 429 (retry_after + RateLimit data in `extra`),
-                  plan quota or prepaid wallet → 402 (a blocking quota also counts the calls admitted
-                  and not yet committed, on every replica sharing the Redis)
+                  plan quota or prepaid wallet → 402 (both also count the calls admitted and not
+                  yet committed, on every replica sharing the Redis)
     record        the usage event and idempotency record, group-committed, durable before return
 
 Database calls run in worker threads so the event loop keeps serving. No key is ever logged.
@@ -131,29 +131,34 @@ class BillingGate:
     async def _admit_plan(self, customer_id: int, units: Units) -> None:
         """Quota of the plan period and, for prepaid plans, the wallet (402 with the reason).
 
-        A blocking quota counts the calls committed to the ledger *and* the calls admitted but not yet
-        committed (held in the limiter, in Redis when replicas share one): the hold is taken before the
-        ledger is read and given back only after the call's usage is committed (in `record`), so two
-        concurrent calls, on one replica or two, never both take the last unit. A call that fails after
-        admission gives its hold back when the hold expires (QUOTA_HOLD_S).
+        Both count the calls committed to the ledger *and* the calls admitted but not yet committed:
+        each admitted call holds its units (per metric, in the limiter: in Redis when replicas share
+        one) from before the ledger is read until its usage is committed (in `record`), so concurrent
+        calls, on one replica or several, see one another and never both take the last unit of a
+        quota or the last cents of a wallet. A call that fails after admission gives its hold back
+        when the hold expires (QUOTA_HOLD_S).
         """
         spec, period = await asyncio.to_thread(self._plan_of, customer_id)
-        if spec.quota is None and not spec.prepaid:
-            return
-        hold = None
-        held = 0
+        metrics = set()
         if spec.quota is not None and spec.quota.action == "block":
-            hold = (f"quota:{customer_id}:{period}:{spec.quota.metric}", uuid.uuid4().hex,
-                    getattr(units, spec.quota.metric))
-            held = await self.limiter.reserve(*hold, QUOTA_HOLD_S)
+            metrics.add(spec.quota.metric)
+        if spec.prepaid:
+            metrics.update(c.metric for c in spec.charges)
+        if not metrics and not spec.prepaid:
+            return
+        holds: list[tuple[str, str, int]] = []
+        held: dict[str, int] = {}
         try:
+            for metric in sorted(metrics):
+                hold = (f"held:{customer_id}:{period}:{metric}", uuid.uuid4().hex, getattr(units, metric))
+                held[metric] = await self.limiter.reserve(*hold, QUOTA_HOLD_S)
+                holds.append(hold)
             await asyncio.to_thread(self._check_plan, customer_id, spec, period, units, held)
         except BaseException:
-            if hold is not None:
+            for hold in holds:
                 await self.limiter.release(*hold)
             raise
-        if hold is not None:
-            _holds.set((*_holds.get(), hold))
+        _holds.set((*_holds.get(), *holds))
 
     def _plan_of(self, customer_id: int) -> tuple[PlanSpec, str]:
         with self.db.session() as s:
@@ -161,28 +166,30 @@ class BillingGate:
             spec = plan_spec(s.get(Plan, customer.plan_id))
         return spec, period_of(self.clock(), spec.interval)
 
-    def _check_plan(self, customer_id: int, spec: PlanSpec, period: str, units: Units, held: int) -> None:
-        """`held`: units of the quota metric admitted and not yet committed, this call's included."""
+    def _check_plan(self, customer_id: int, spec: PlanSpec, period: str, units: Units,
+                    held: dict[str, int]) -> None:
+        """`held`: units per metric admitted and not yet committed, this call's included."""
         with self.db.session() as s:
             used = usage.month_totals(s, customer_id, months_of(period))
+            # units of the other calls under way (admitted, not yet in the ledger)
+            busy = {m: max(0, n - getattr(units, m)) for m, n in held.items()}
             if spec.quota is not None and spec.quota.action == "block":
                 metric = spec.quota.metric
-                in_flight = max(0, held - getattr(units, metric))
-                if used[metric] + held > spec.quota.limit:
+                if used[metric] + held[metric] > spec.quota.limit:
                     _, end, _ = parse_period(period)
-                    busy = f", {in_flight:,} more in calls under way" if in_flight else ""
+                    more = f", {busy[metric]:,} more in calls under way" if busy[metric] else ""
                     raise QuotaExceeded(
                         f"quota of {spec.quota.limit:,} {metric} per {spec.interval} reached "
-                        f"({used[metric]:,} used{busy}); it resets at {end:%Y-%m-%dT%H:%M:%SZ}, "
-                        "or move to a larger plan", limit=spec.quota.limit, used=used[spec.quota.metric],
+                        f"({used[metric]:,} used{more}); it resets at {end:%Y-%m-%dT%H:%M:%SZ}, "
+                        "or move to a larger plan", limit=spec.quota.limit, used=used[metric],
                         reset_at=end.isoformat())
             if spec.prepaid:
                 balance = wallet.balance_minor(s, customer_id, spec.currency)
-                spent = usage_charges_minor(spec, used)
+                spent = usage_charges_minor(spec, {m: n + busy.get(m, 0) for m, n in used.items()})
                 if spent >= balance:
                     raise PaymentRequired(
                         f"prepaid balance exhausted ({fmt(balance - spent, spec.currency)} {spec.currency} "
-                        "left after this period's usage); top up the wallet",
+                        "left after this period's usage, calls under way included); top up the wallet",
                         balance=fmt(balance - spent, spec.currency), currency=spec.currency)
 
     def rate_limit(self, principal: Principal) -> dict | None:
