@@ -55,6 +55,8 @@ class TransformerRunner:
 
     def calibrate(self, repeats: int = 3) -> int:
         """Measure this model's fixed cost per forward call, in padded tokens (at load, off the loop)."""
+        if getattr(self.model, "packable", False):
+            return self.call_overhead_tokens  # packed batches are never split by length
         def seconds(rows: int, width: int) -> float:
             fake = [Encoded([self.pad_id] * width, None, None, width)] * rows
             times = []
@@ -111,6 +113,8 @@ class TransformerRunner:
             out[i] = Encoded(ids, enc["token_type_ids"][row] if want_types else None, None, len(ids), True)
 
     def run(self, batch: list[Encoded]) -> list[np.ndarray]:
+        if getattr(self.model, "packable", False):  # no padding to split around
+            return list(self.model.forward_packed([(e.ids, e.type_ids) for e in batch]))
         rows: list[np.ndarray | None] = [None] * len(batch)
         for part in split_by_padding([e.tokens for e in batch], self.call_overhead_tokens):
             outputs = self.model.forward(self.pad([batch[i] for i in part]))
