@@ -4,8 +4,8 @@ Every route authenticates through the server's gate (`Authorization: Bearer <key
 dependency as the model routes). Asking the FAQ, sending a bot message and asking for
 recommendations are metered like model calls (gate.admit before the work, gate.record before the
 reply, `Idempotency-Key` honoured) under the model names `faq.<kb>`, `bot.<bot>` and
-`recommend.<name>`, so a key scoped to models can be scoped to apps too. Tickets are for
-operators (the admin key). Errors are the server's `{"error", "error_type"}`.
+`recommend.<name>`, so a key scoped to models can be scoped to apps too. Tickets, the labelling
+queue and datasets are for operators (the admin key). Errors are the server's `{"error", "error_type"}`.
 
     POST /apps/faq/{kb}/ask                          {"question", "top_k"?} → answers, confident
     POST /apps/support/{bot}/message                 {"session_id"?, "text"} → reply, intent, handoff ...
@@ -14,6 +14,10 @@ operators (the admin key). Errors are the server's `{"error", "error_type"}`.
     GET  /apps/support/tickets?status=open           hand-offs waiting for a person (admin)
     POST /apps/support/tickets/{ticket_id}/reply     {"text"} (admin)
     GET  /apps/recommend/{user}?k=10&model=&like=&q= items for a user, cold start included
+    GET  /apps/labels?dataset=&limit=100             the labelling queue: pending items (admin)
+    POST /apps/labels/{item_id}                      {"label", "new"?, "by"?}; "skip" sets it aside (admin)
+    GET  /apps/datasets?name=                        dataset versions built from labelled items (admin)
+    POST /apps/datasets/{name}/export                the next version: the last one + newly labelled (admin)
 """
 
 from __future__ import annotations
@@ -25,7 +29,7 @@ from typing import Literal
 from fastapi import APIRouter, Depends, Query, Request
 from pydantic import BaseModel, ConfigDict, Field
 
-from modelshop.apps import faq, recommend, support
+from modelshop.apps import faq, feedback, recommend, support
 from modelshop.apps.store import ArtifactStore
 from modelshop.errors import Forbidden
 from modelshop.serve.gate import Principal, Units
@@ -86,6 +90,13 @@ class TicketReply(BaseModel):
     model_config = ConfigDict(extra="forbid")
     text: str = Field(..., description="the person's answer; it joins the conversation")
     by: str = Field("operator", max_length=100, description="who answered")
+
+
+class LabelRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    label: str = Field(..., max_length=100, description='one of the item\'s choices, or "skip"')
+    new: bool = Field(False, description="allow a label outside the item's choices")
+    by: str = Field("api", max_length=100, description="who labelled")
 
 
 def _outcome(units: Units, started: float) -> Outcome:
@@ -152,9 +163,9 @@ async def support_session(bot: str, session_id: str, request: Request,
                                    settings=settings)
 
 
-def _operator(principal: Principal) -> None:
+def _operator(principal: Principal, what: str = "tickets are") -> None:
     if principal.kind != "admin":
-        raise Forbidden("tickets are for operators; use the admin key")
+        raise Forbidden(f"{what} for operators; use the admin key")
 
 
 @router.get("/support/tickets", responses=ERRORS)
@@ -191,4 +202,34 @@ async def recommend_items(user: str, request: Request, k: int = Query(10, ge=1, 
         return out, f"recommend.{row.ref}"
 
     return await _metered(request, caller, "/apps/recommend/{user}", f"recommend.{row.name}", q or "", work)
+@router.get("/labels", responses=ERRORS)
+async def label_queue(request: Request, dataset: str | None = None, limit: int = Query(100, ge=1, le=1000),
+                      principal: Principal = Depends(get_principal)):
+    """Pending items of the labelling queue (unsure and down-rated messages), oldest first."""
+    _operator(principal, "the labelling queue is")
+    return await asyncio.to_thread(feedback.pending, dataset, limit=limit, settings=service_of(request).settings)
+
+
+@router.post("/labels/{item_id}", responses=ERRORS)
+async def label_one(item_id: int, body: LabelRequest, request: Request, principal: Principal = Depends(get_principal)):
+    """Give one item its label; it joins the next version of its dataset."""
+    _operator(principal, "the labelling queue is")
+    return await asyncio.to_thread(feedback.label_item, item_id, body.label, by=body.by, allow_new=body.new,
+                                   settings=service_of(request).settings)
+
+
+@router.get("/datasets", responses=ERRORS)
+async def dataset_versions(request: Request, name: str | None = None, principal: Principal = Depends(get_principal)):
+    """Dataset versions made from labelled items, each with its file, sha256 and parent."""
+    _operator(principal, "datasets are")
+    return await asyncio.to_thread(feedback.list_datasets, name, settings=service_of(request).settings)
+
+
+@router.post("/datasets/{name}/export", responses=ERRORS)
+async def dataset_export(name: str, request: Request, principal: Principal = Depends(get_principal)):
+    """Write the next version of dataset `name` (its last version + the items labelled since)."""
+    _operator(principal, "datasets are")
+    return await asyncio.to_thread(feedback.export_dataset, name, settings=service_of(request).settings)
+
+
 routers = [router]  # mounted by modelshop.serve.create_app

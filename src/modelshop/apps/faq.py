@@ -249,8 +249,7 @@ def build_kb(data: str | Path | list[dict], name: str, *, question_col: str | No
             fh.write(json.dumps(e, ensure_ascii=False) + "\n")
     for file, array in (("vectors.npy", vectors), ("owners.npy", owners), ("kinds.npy", kinds)):
         np.save(build / file, array)
-    sha = hashlib.sha256("\n".join(json.dumps(e, ensure_ascii=False, sort_keys=True)
-                                   for e in entries).encode()).hexdigest()
+    sha = entries_sha256(entries)
     meta = {"entries": len(entries), "views": len(texts), "embedding_model": settings.embedding_model,
             "dimensions": int(vectors.shape[1]), "threshold": calibration["threshold"],
             "calibration": calibration, "search": "hnsw" if (build / "views.faiss").exists() else "exact",
@@ -258,6 +257,12 @@ def build_kb(data: str | Path | list[dict], name: str, *, question_col: str | No
     row = store.register(KIND, name, build, meta, data_sha256=sha)
     return {"name": row.name, "version": row.version, "stage": row.stage, **meta, "data_sha256": sha,
             "path": str(store.path(row))}
+
+
+def entries_sha256(entries: list[dict]) -> str:
+    """The content hash a KB version records as its data_sha256 (same pairs → same hash)."""
+    return hashlib.sha256("\n".join(json.dumps(e, ensure_ascii=False, sort_keys=True)
+                                     for e in entries).encode()).hexdigest()
 
 
 def check_question(question, top_k: int = 3) -> str:

@@ -64,6 +64,16 @@ def pending(dataset: str | None = None, *, limit: int = 100, settings: Settings 
         return [item_dict(i) for i in s.scalars(q)]
 
 
+def waiting_for_export(*, settings: Settings | None = None, db: Database | None = None) -> dict[str, int]:
+    """Per dataset, the items labelled since its last version (what the next export adds)."""
+    from sqlalchemy import func
+
+    db = db or get_database(settings)
+    with db.session() as s:
+        return dict(s.execute(select(LabelItem.dataset, func.count()).where(
+            LabelItem.status == "labelled", LabelItem.exported_in.is_(None)).group_by(LabelItem.dataset)).all())
+
+
 def label_item(item_id: int, label: str, *, by: str = "cli", allow_new: bool = False,
                settings: Settings | None = None, db: Database | None = None) -> dict:
     """Give item `item_id` its label ("skip" sets it aside); a label outside its choices needs allow_new."""

@@ -40,9 +40,13 @@ RATINGS = {"up": 5, "down": 1}
 def create_bot(name: str, intent_model: str, kb: str | None = None, *, dataset: str | None = None,
                min_confidence: float | None = None, handoff_intents: list[str] | None = None,
                handoff_phrases: list[str] | None = None, replies: dict[str, str] | None = None,
-               max_unsure_turns: int | None = None, replace: bool = False,
+               max_unsure_turns: int | None = None, storefront: bool = False, replace: bool = False,
                settings: Settings | None = None) -> dict:
-    """Create (or with `replace`, reconfigure) bot `name`; the model and knowledge base must exist."""
+    """Create (or with `replace`, reconfigure) bot `name`; the model and knowledge base must exist.
+
+    `storefront` makes it the public bot of the storefront's chat widget (anonymous visitors, the
+    storefront's own rate limits); the newest such bot wins when several are marked.
+    """
     from modelshop.apps.store import ArtifactStore
     from modelshop.registry import Registry
 
@@ -63,7 +67,8 @@ def create_bot(name: str, intent_model: str, kb: str | None = None, *, dataset: 
               "handoff_phrases": list(settings.support_handoff_phrases if handoff_phrases is None
                                       else handoff_phrases),
               "replies": dict(replies or {}),
-              "max_unsure_turns": max_unsure_turns or settings.support_max_unsure_turns}
+              "max_unsure_turns": max_unsure_turns or settings.support_max_unsure_turns,
+              "storefront": bool(storefront)}
     db = get_database(settings)
     with db.session() as s:
         bot = s.scalar(select(Bot).where(Bot.name == name))
@@ -86,6 +91,15 @@ def bot_dict(bot: Bot) -> dict:
 def list_bots(settings: Settings | None = None) -> list[dict]:
     with get_database(settings).session() as s:
         return [bot_dict(b) for b in s.scalars(select(Bot).order_by(Bot.name))]
+
+
+def storefront_bot(settings: Settings | None = None, db: Database | None = None) -> str | None:
+    """The name of the bot the storefront's chat widget talks to (the newest marked one), or None."""
+    db = db or get_database(settings)
+    with db.session() as s:
+        marked = [b for b in s.scalars(select(Bot).order_by(Bot.updated_at.desc(), Bot.id.desc()))
+                  if (b.config or {}).get("storefront")]
+        return marked[0].name if marked else None
 
 
 def _bot(s, name: str) -> Bot:
@@ -215,8 +229,11 @@ def _session(s, bot: Bot, session_id: str, customer_id: int | None) -> ChatSessi
 
 
 def rate_turn(bot_name: str, turn_id: int, rating, *, customer_id: int | None = None,
-              settings: Settings | None = None) -> dict:
-    """Rate a reply 1..5 or "up"/"down"; a low rating puts the message in the labelling queue."""
+              session_id: str | None = None, settings: Settings | None = None) -> dict:
+    """Rate a reply 1..5 or "up"/"down"; a low rating puts the message in the labelling queue.
+
+    With `session_id` (the anonymous chat widget), the turn must belong to that session.
+    """
     settings = settings or get_settings()
     value = RATINGS.get(rating) if isinstance(rating, str) else rating
     if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= 5:
@@ -230,8 +247,8 @@ def rate_turn(bot_name: str, turn_id: int, rating, *, customer_id: int | None = 
     with db.session() as s:
         bot = _bot(s, bot_name)
         turn = s.get(Turn, turn_id)
-        if turn is None:
-            raise NotFound(f'no turn {turn_id} with bot "{bot_name}"')
+        if turn is None or (session_id is not None and turn.session_id != session_id):
+            raise NotFound(f'no turn {turn_id} with bot "{bot_name}"' + (" in this session" if session_id else ""))
         _session(s, bot, turn.session_id, customer_id)
         turn.rating, turn.rated_at = value, utcnow()
         item = None

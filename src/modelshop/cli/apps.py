@@ -89,6 +89,7 @@ def bot_create(name: str = typer.Option(..., "--name", help="bot name"),
                min_confidence: float = typer.Option(None, help="intent confidence below which it is unsure"),
                handoff_intents: str = typer.Option(None, help="comma-separated intents that hand off to a person"),
                replies: Path = typer.Option(None, help="JSON or YAML file: intent → reply"),
+               storefront: bool = typer.Option(False, help="make it the public bot of the storefront's chat widget"),
                replace: bool = typer.Option(False, help="reconfigure an existing bot"), json_out: bool = JSON) -> None:
     """Create a bot from an intent model and a knowledge base."""
     from modelshop.apps.support import create_bot
@@ -96,7 +97,7 @@ def bot_create(name: str = typer.Option(..., "--name", help="bot name"),
     bot = create_bot(name, intent_model, kb, dataset=dataset, min_confidence=min_confidence,
                      handoff_intents=[i.strip() for i in handoff_intents.split(",") if i.strip()]
                      if handoff_intents is not None else None,
-                     replies=_read_mapping(replies) if replies else None, replace=replace)
+                     replies=_read_mapping(replies) if replies else None, storefront=storefront, replace=replace)
     if json_out:
         emit_json(bot)
     else:
