@@ -62,3 +62,34 @@ def build_app(settings: Settings):
 @pytest.fixture
 def app(shop_settings):
     return build_app(shop_settings)
+
+
+BOT = "shop-bot"
+
+
+@pytest.fixture(scope="session")
+def bot_home(shop_home, tmp_path_factory):
+    """`shop_home` plus knowledge base "shop-faq" (real minilm embeddings) and the storefront bot "shop-bot"."""
+    import shutil
+
+    from modelshop.apps import faq, support
+    from tests.apps.conftest import write_faq
+
+    home = tmp_path_factory.mktemp("web-bot") / "home"
+    shutil.copytree(shop_home, home)
+    settings = Settings(home=home, progress=False, torch_threads=1)
+    faq.build_kb(write_faq(home.parent / "faq.jsonl"), "shop-faq", settings=settings)
+    # the toy intent model knows only good/bad: no hand-off intents
+    support.create_bot(BOT, "support", "shop-faq", handoff_intents=[], storefront=True, settings=settings)
+    return home
+
+
+@pytest.fixture
+def bot_settings(bot_home, tmp_path) -> Settings:
+    """Like `shop_settings`, over a copy of `bot_home`: the storefront has a chat bot."""
+    import shutil
+
+    home = tmp_path / "home"
+    shutil.copytree(bot_home, home)
+    return Settings(home=home, progress=False, admin_key=SecretStr(ADMIN_KEY), serve_gate="billing",
+                    reload_interval_s=0.0, torch_threads=1, storefront_demo_rpm=3, storefront_signup_rpm=3)

@@ -10,6 +10,7 @@ Needs Debian's chromium and Playwright's Python package (no browser download):
 
 from __future__ import annotations
 
+import json
 import re
 from pathlib import Path
 
@@ -89,3 +90,44 @@ def test_storefront_to_console_in_chromium(browser, shop_settings):
         console.goto(f"{base}/console/channels/{code}")
         assert re.search(r"e2e@example\.com", console.locator("#channel-customers").inner_text())
         assert console.locator("img.chart").count() >= 2
+
+
+def test_chat_widget_thumbs_down_to_the_console_labelling_page(browser, bot_settings):
+    """Ask the storefront's chat widget, get the FAQ answer, rate it down; label it in the console."""
+    from modelshop.apps import feedback
+    from tests.apps.conftest import SHOP_FAQ
+    from tests.web.conftest import BOT
+
+    question = "how can I send back something I bought?"
+    with live_server(build_app(bot_settings)) as base:
+        page = browser.new_page()
+        page.goto(f"{base}/store/support")
+        assert page.locator("#chat-panel").is_hidden()
+        page.click("#chat-launch")
+        page.fill("#chat-text", question)
+        page.click("#chat-send")
+        answer = page.locator('.chat-msg.bot[data-source="faq"]')
+        answer.wait_for(timeout=30_000)
+        assert answer.inner_text().startswith(SHOP_FAQ[0][2])
+        answer.locator("button.chat-down").click()
+        page.wait_for_selector(".chat-rated", timeout=10_000)
+        assert "Thanks for your feedback" in answer.inner_text()
+
+        console = browser.new_page()
+        console.goto(f"{base}/console/login")
+        console.fill("#console-key", ADMIN_KEY)
+        console.click("#console-login")
+        console.wait_for_url(f"{base}/console")
+        console.click('a[href="/console/labels"]')
+        row = console.locator("tr.label-item", has_text=question)
+        assert row.count() == 1 and "down_rated" in row.inner_text()
+        row.locator("select.label-choice").select_option("bad")
+        row.locator("button.label-save").click()
+        assert 'labelled "bad"' in console.locator("#done").inner_text()
+        console.goto(f"{base}/console/labels")
+        assert console.locator("tr.label-item", has_text=question).count() == 0
+        console.locator(f'form.export-form[data-dataset="{BOT}"] button').click()
+        assert f"dataset {BOT} version 1" in console.locator("#done").inner_text()
+    version = feedback.list_datasets(BOT, settings=bot_settings)[-1]
+    rows = [json.loads(line) for line in Path(version["path"]).read_text(encoding="utf-8").splitlines()]
+    assert {"text": question, "label": "bad"} in rows

@@ -1,26 +1,30 @@
 """web: the server-rendered storefront (public) and console (admin; a scoped partner view).
 
     store     one page per production model: card and figures, data profile, measured latency,
-              a live playground (the one piece of JavaScript), pricing, signup with referral
+              a live playground and the support bot's chat widget (the only JavaScript), pricing,
+              signup with referral
     console   models, customers and keys, usage and revenue over time, invoices, channels with
               funnel, cohorts and CAC/LTV/ROI, partners and commissions; login sets an HttpOnly cookie
+    labels    the console's labelling queue and dataset versions (the feedback loop)
     charts    matplotlib figures rendered to inline SVG on the server (no CDN, no build step)
     i18n      English and Chinese strings; `?lang=` switches and a cookie remembers
     deps      the server's database, settings and service; forms, cookies, CSRF tokens
 
 `routers` are mounted by `serve.create_app` (or `app.include_router(modelshop.web.router)`).
-May import: db, settings, errors, billing, channels, registry, serve.
+May import: db, settings, errors, billing, channels, apps, registry, serve.
 """
 
 from fastapi import APIRouter
 
 from modelshop.web.console import router as console_router
+from modelshop.web.labels import router as labels_router
 from modelshop.web.store import router as storefront_router
 
 router = APIRouter()
 router.include_router(storefront_router)
 router.include_router(console_router)
+router.include_router(labels_router)
 
-routers = [storefront_router, console_router]  # mounted by modelshop.serve.create_app
+routers = [storefront_router, console_router, labels_router]  # mounted by modelshop.serve.create_app
 
-__all__ = ["router", "routers", "storefront_router", "console_router"]
+__all__ = ["console_router", "labels_router", "router", "routers", "storefront_router"]

@@ -74,6 +74,15 @@ STRINGS: dict[str, tuple[str, str]] = {
     "back": ("Back", "返回"),
     "language": ("Language", "语言"),
     "error": ("Something is not right", "出了点问题"),
+    "chat_open": ("💬 Questions? Chat with us", "💬 有问题？在线咨询"),
+    "chat_title": ("Customer service", "在线客服"),
+    "chat_close": ("Close the chat", "关闭对话"),
+    "chat_hello": ("Hello! Ask me anything about our service.", "您好！有什么可以帮您？"),
+    "chat_placeholder": ("Type your question", "请输入您的问题"),
+    "chat_send": ("Send", "发送"),
+    "chat_helpful": ("Helpful?", "有帮助吗？"),
+    "chat_thanks": ("Thanks for your feedback!", "感谢您的反馈！"),
+    "chat_sorry": ("Sorry, the chat is not available right now.", "抱歉，在线客服暂时不可用。"),
     # console
     "console": ("Console", "控制台"),
     "login": ("Log in", "登录"),
@@ -94,6 +103,16 @@ STRINGS: dict[str, tuple[str, str]] = {
     "show": ("Show", "显示"),
     "partner_view": ("Partner", "合作伙伴"),
     "payouts": ("Payout statements", "结算单"),
+    "labelling": ("Labelling", "数据标注"),
+    "label_queue": ("Labelling queue", "待标注队列"),
+    "label_hint": (("Messages the bot was unsure of and replies users rated down. A label puts the message "
+                    "into the next version of its dataset; retrain from that version with `modelshop train`."),
+                   ("机器人没有把握的消息和用户差评的回复。标注后的消息会进入其数据集的下一个版本；"
+                    "用 `modelshop train` 从该版本重新训练。")),
+    "no_pending": ("Nothing to label.", "没有待标注的消息。"),
+    "datasets": ("Dataset versions", "数据集版本"),
+    "export_version": ("Export the next version", "导出下一个版本"),
+    "labelled_since": ("{n} labelled since its last version", "自上个版本以来已标注 {n} 条"),
 }
 
 

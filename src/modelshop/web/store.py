@@ -7,6 +7,14 @@
     GET  /store/{name}/card.md        the full model card
     POST /store/playground            JSON {model, text} → labels; the demo principal, its own tight limits
     POST /store/signup                form: e-mail, plan (+ the page's ref/utm_*) → customer, channel, key once
+    POST /store/chat                  JSON {text, session_id?} → the storefront bot's reply (anonymous visitors)
+    POST /store/chat/rating           JSON {session_id, turn_id, rating: up|down}; down → the labelling queue
+    GET  /store/chat/session?session_id=   the conversation so far (people's answers to hand-offs included)
+
+The chat widget talks to the bot marked `storefront` (`modelshop apps bot create --storefront`); the
+pages show it only when there is one. Visitors hold no API key: these routes call the bot as
+the storefront, under the storefront's own per-visitor and global limits, unmetered like the
+playground.
 
 Every page view records a visit of the first-party visitor cookie (and a touch when it carries
 `ref` or `utm_*`); nothing else about the visitor is kept and no third party is called.
@@ -24,6 +32,7 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import FileResponse, JSONResponse, PlainTextResponse, Response
 from sqlalchemy import func, select
 
+from modelshop.apps import support
 from modelshop.billing.accounts import list_plans
 from modelshop.billing.limits import LocalLimiter, RedisLimiter
 from modelshop.billing.tables import UsageEvent
@@ -41,6 +50,8 @@ CHART_FILES = ("confusion_matrix.png", "training_curves.png")
 DEMO = Principal(kind="demo", label="storefront-demo")
 GLOBAL_BUCKET = -1  # the demo's limiter key shared by every visitor
 SIGNUP_BUCKETS = -2  # signups are limited in keys below this one, per client address
+CHAT_BUCKETS = 16 ** 15  # chat is limited in keys from this one up, per visitor (the playground's are below)
+CHAT_GLOBAL = 2 * 16 ** 15
 
 
 def registry_of(request: Request) -> Registry:
@@ -128,7 +139,9 @@ def index(request: Request):
     models = [{"name": r.name, "version": r.version, "labels": r.labels, "metrics": r.metrics}
               for r in production(request)]
     return _visited(request, render(request, "store_index.html", models=models, plans=pricing(request),
-                                    params=attribution.tracking_params(request.query_params)), vid)
+                                    params=attribution.tracking_params(request.query_params),
+                                    chat_bot=chat_bot(request),
+                                    demo_max_chars=settings(request).storefront_demo_max_chars), vid)
 
 
 @router.get("/store/{name}")
@@ -144,7 +157,7 @@ def model_page(request: Request, name: str):
                 optimize=_json(folder / "optimize.json"), latency=measured_latency(request, name),
                 charts=[f for f in CHART_FILES if (folder / f).is_file()], plans=pricing(request),
                 params=attribution.tracking_params(request.query_params),
-                demo_max_chars=settings(request).storefront_demo_max_chars)
+                demo_max_chars=settings(request).storefront_demo_max_chars, chat_bot=chat_bot(request))
     return _visited(request, render(request, "store_model.html", **page), vid)
 
 
@@ -215,6 +228,99 @@ async def playground(request: Request):
     served = await service.pool.get(body["model"])
     outcome = await service.infer(request, DEMO, served, [(text, None)], truncate=True)
     return JSONResponse({"model": served.ref, "labels": ranked(outcome.rows[0], served, None)})
+
+
+def chat_bot(request: Request) -> str | None:
+    """The bot of the storefront's chat widget, or None (no widget)."""
+    return support.storefront_bot(db=database(request))
+
+
+def _public_bot(request: Request) -> str:
+    bot = chat_bot(request)
+    if bot is None:
+        raise NotFound("the storefront has no chat bot; mark one with "
+                       "`modelshop apps bot create --name NAME --intent-model M --kb KB --storefront --replace`")
+    return bot
+
+
+async def _json_body(request: Request, shape: str) -> dict:
+    try:
+        body = await request.json()
+    except ValueError:
+        raise ValidationError(f"send JSON: {shape}") from None
+    if not isinstance(body, dict):
+        raise ValidationError(f"send JSON: {shape}")
+    return body
+
+
+def _session_id(body: dict, shape: str, required: bool = False) -> str | None:
+    value = body.get("session_id")
+    if value is None and not required:
+        return None
+    if not isinstance(value, str) or not value:
+        raise ValidationError(f"session_id: send the one the chat returned; {shape}")
+    return value
+
+
+async def _admit_chat(request: Request) -> None:
+    conf = settings(request)
+    who = attribution.valid_visitor(request.cookies.get(VISITOR_COOKIE)) or _address(request)
+    busy = "the chat allows {n} messages a minute; retry in {s} s"
+    await _admit(request, CHAT_BUCKETS + int(who[:15], 16), conf.storefront_demo_rpm, busy)
+    await _admit(request, CHAT_GLOBAL, conf.storefront_demo_global_rpm, busy)
+
+
+@router.post("/store/chat")
+async def chat(request: Request):
+    """One visitor message to the storefront's bot: its reply, and the turn to rate."""
+    shape = '{"text": "...", "session_id": "..." (omit it for a new conversation)}'
+    conf = settings(request)
+    body = await _json_body(request, shape)
+    if not isinstance(body.get("text"), str):
+        raise ValidationError(f"text: type a message; send JSON {shape}")
+    text = body["text"].strip()
+    if not text:
+        raise ValidationError("type a message first")
+    if len(text) > conf.storefront_demo_max_chars:
+        raise ValidationError(f"the chat takes at most {conf.storefront_demo_max_chars} characters a message; "
+                              "split it in two")
+    session_id = _session_id(body, shape)
+    bot = await run_in_threadpool(_public_bot, request)
+    await _admit_chat(request)
+    out = await run_in_threadpool(lambda: support.handle_message(bot, text, session_id, settings=conf))
+    reply = {k: out[k] for k in ("session_id", "reply", "turn_id", "source", "handoff")}
+    if out.get("faq"):
+        reply["faq_question"] = out["faq"]["question"]
+    return JSONResponse(reply, headers={"Cache-Control": "no-store"})
+
+
+@router.post("/store/chat/rating")
+async def chat_rating(request: Request):
+    """Rate a reply of this conversation; a thumbs-down sends the message to the labelling queue."""
+    shape = '{"session_id": "...", "turn_id": N, "rating": "up" | "down"}'
+    body = await _json_body(request, shape)
+    session_id = _session_id(body, shape, required=True)
+    turn_id, rating = body.get("turn_id"), body.get("rating")
+    if isinstance(turn_id, bool) or not isinstance(turn_id, int):
+        raise ValidationError(f"turn_id: send the turn_id of the reply you rate; {shape}")
+    if rating not in ("up", "down"):
+        raise ValidationError(f'rating must be "up" or "down", got {rating!r}')
+    bot = await run_in_threadpool(_public_bot, request)
+    # no limit of its own: only turns of the visitor's own conversation, each queued once, so the
+    # chat's message limit bounds what ratings can add to the queue
+    out = await run_in_threadpool(lambda: support.rate_turn(bot, turn_id, rating, session_id=session_id,
+                                                            settings=settings(request)))
+    return JSONResponse({"turn_id": out["turn_id"], "rating": rating, "queued": out["queued"]})
+
+
+@router.get("/store/chat/session")
+async def chat_session(request: Request, session_id: str = ""):
+    """The conversation so far, so the widget shows a person's answer after a hand-off."""
+    if not session_id:
+        raise ValidationError("session_id: send the one the chat returned (?session_id=...)")
+    bot = await run_in_threadpool(_public_bot, request)
+    out = await run_in_threadpool(lambda: support.get_session(bot, session_id, settings=settings(request)))
+    return JSONResponse(out, headers={"Cache-Control": "no-store"})
 
 
 @router.post("/store/signup")
