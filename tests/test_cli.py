@@ -87,9 +87,43 @@ def test_demo_orchestration_on_a_tiny_model(settings, tiny_bert):
     assert result["train"]["version"] == 1 and result["train"]["baseline"]["macro_f1"] > 0.2
     assert any("registered support-intent:1" in s for s in said)
     assert result["plans"] == ["free", "payg", "pro"] and result["key"].startswith("ms_")
+    sold = demo_world(settings)
+    for ch in result["channels"]:  # each channel's customers signed up, hold keys, called the model, are invoiced
+        row = sold["report"][ch["code"]]
+        assert (row["signups"], row["keys"], row["first_calls"], row["paying"]) == (len(ch["customers"]),) * 4
+        assert row["revenue"] != "0.00"
+    assert [ch["kind"] for ch in result["channels"]] == ["reseller", "campaign"]
+    assert sold["report"]["spring-newsletter"]["visits"] > 3 and sold["report"]["spring-newsletter"]["cac"]
+    assert sold["events"] > 0 and sold["storefront_bot"] == "demo-support" and sold["datasets"] == 1
+    assert result["bot"]["kb"]["built"] and any("support bot demo-support" in s for s in said)
+
     again = run_demo(settings, epochs=1, base_model="tfidf", serve=False, say=said.append)
     assert again["customer_id"] == result["customer_id"] and again["key"] != result["key"]
     assert result["profile"]["pii"]  # the demo data carries (fake) e-mails and phones
+    assert again["channels"] == result["channels"] and not again["bot"]["kb"]["built"]
+    assert demo_world(settings) == sold  # nothing seeded twice: customers, visits, calls, rules, bots, datasets
+
+
+def demo_world(settings) -> dict:
+    """What the demo seeded, counted: the channel report, rows per table, the storefront's bot."""
+    from sqlalchemy import func, select
+
+    from modelshop.apps import feedback, support
+    from modelshop.apps.tables import Bot
+    from modelshop.billing.periods import period_of
+    from modelshop.billing.tables import Customer, Invoice, UsageEvent
+    from modelshop.channels import analytics
+    from modelshop.channels.tables import Channel, CommissionRule, Partner, Visit
+    from modelshop.db import get_database, utcnow
+
+    db = get_database(settings)
+    with db.session() as s:
+        counts = {t.__tablename__: s.scalar(select(func.count()).select_from(t))
+                  for t in (Customer, Invoice, Channel, CommissionRule, Partner, Visit, Bot)}
+        events = s.scalar(select(func.count()).select_from(UsageEvent))
+    report = {r["code"]: r for r in analytics.report(db, settings, period_of(utcnow(), "month"))}
+    return {"counts": counts, "events": events, "report": report, "storefront_bot": support.storefront_bot(settings),
+            "datasets": len(feedback.list_datasets("demo-support", settings=settings))}
 
 
 @pytest.mark.slow

@@ -11,13 +11,13 @@ def demo(epochs: int = typer.Option(8, help="fine-tuning epochs"),
          base_model: str = typer.Option("minilm", help="minilm, tfidf, a folder or a hub id"),
          serve: bool = typer.Option(True, help="end by serving the model (Ctrl-C stops it)"),
          json_out: bool = typer.Option(False, "--json", help="print what the demo made as JSON (implies --no-serve)")) -> None:
-    """Bundled data → profile → train minilm beside tfidf → register → plans, customer, key → serve."""
+    """Bundled data → profile → train minilm beside tfidf → register → plans, customer, key, channels, bot → serve."""
     from modelshop.demo import run_demo
 
     result = run_demo(epochs=epochs, base_model=base_model, serve=serve and not json_out,
                       say=(lambda _m: None) if json_out else typer.echo)
     if json_out:
-        emit_json({k: result[k] for k in ("report", "train", "plans", "customer_id", "key")})
+        emit_json({k: result[k] for k in ("report", "train", "plans", "customer_id", "key", "channels", "bot")})
 
 
 def register(app: typer.Typer) -> None:

@@ -1,7 +1,10 @@
 """`modelshop demo`: the whole path on embedded defaults, from the bundled dataset to a result.
 
 profile → train `minilm` → evaluate beside tfidf → register (production) → plans, a demo customer
-and its key → serve the model with metering, printing a `curl` line that works.
+and its key → two sales channels with attributed customers and their usage → the support bot of
+the storefront's chat widget (FAQ knowledge base + the intent model + hand-off) → serve the model
+with metering, printing a `curl` line that works. Running it again adds a model version and a key,
+and nothing else twice.
 May import every other part: it is the one place that strings them together.
 """
 
@@ -32,14 +35,14 @@ def run_demo(settings: Settings | None = None, *, epochs: int = 8, base_model: s
     tokenizer = load_tokenizer(base_model) if base_model != "tfidf" else None
     profile = profile_dataset(ds, tokenizer)
     report = write_report(profile, settings.home / "reports" / "demo-data", title="Demo data: support messages")
-    say(f"[1/4] profiled {profile['rows']} messages, {profile['num_labels']} labels "
+    say(f"[1/5] profiled {profile['rows']} messages, {profile['num_labels']} labels "
         f"(imbalance {profile['imbalance_ratio']}:1), PII found: {profile['pii'] or 'none'} → {report}")
-    say(f"[2/4] fine-tuning {base_model} beside the tfidf baseline ({epochs} epochs)…")
+    say(f"[2/5] fine-tuning {base_model} beside the tfidf baseline ({epochs} epochs)…")
     # small data: a higher rate and more passes; early stopping ends it when validation F1 stalls
     cfg = TrainConfig(base_model=base_model, epochs=epochs, learning_rate=2e-4, batch_size=16)
     result = run_training(ds, name=MODEL_NAME, cfg=cfg, settings=settings)
     b = result.get("baseline") or {}
-    say(f"[3/4] registered {result['name']}:{result['version']} ({result['stage']}): "
+    say(f"[3/5] registered {result['name']}:{result['version']} ({result['stage']}): "
         f"macro-F1 {result['macro_f1']:.3f}, accuracy {result['accuracy']:.3f}"
         + (f"; tfidf macro-F1 {b['macro_f1']:.3f}" if b else ""))
     say(f"      recommended: {result['recommended']}: {result['reason']}")
@@ -47,14 +50,28 @@ def run_demo(settings: Settings | None = None, *, epochs: int = 8, base_model: s
     for title, path in result["charts"].items():
         say(f"      {title}: {path}")
     from modelshop.db import get_database
-    from modelshop.demo.commerce import seed_billing
+    from modelshop.demo.bot import seed_bot
+    from modelshop.demo.commerce import seed_billing, seed_channels
+    from modelshop.inference import load_predictor
+    from modelshop.registry import Registry
 
-    commerce = seed_billing(get_database(settings))
+    db = get_database(settings)
+    commerce = seed_billing(db)
     admin_key = settings.admin_key.get_secret_value() if settings.admin_key else secrets.token_urlsafe(24)
-    say(f"[4/4] plans {', '.join(commerce['plans'])}; customer {commerce['customer_id']} on payg")
+    say(f"[4/5] plans {', '.join(commerce['plans'])}; customer {commerce['customer_id']} on payg")
     say(f"      customer API key (shown once): {commerce['key']}")
     say(f"      admin key: {admin_key}" + ("" if settings.admin_key else " (set MODELSHOP_ADMIN_KEY to keep one)"))
-    out = {"profile": profile, "report": str(report), "train": result, **commerce}
+    ref = f"{result['name']}:{result['version']}"
+    registry = Registry.from_settings(settings)
+    predictor = load_predictor(registry.path(registry.get(ref)), threads=settings.torch_threads)
+    sold = seed_channels(db, settings, predictor=predictor, model_ref=ref, texts=list(ds.texts))
+    for ch in sold:
+        say(f"      channel {ch['code']} ({ch['kind']}): {len(ch['customers'])} customers with usage")
+    bot = seed_bot(settings, MODEL_NAME, DATA)
+    say(f"[5/5] support bot {bot['name']}: FAQ {bot['kb']['name']}:{bot['kb']['version']} "
+        f"({bot['kb']['entries']} answers), intents from {MODEL_NAME}, hand-off to a person; "
+        f"on the storefront's chat widget")
+    out = {"profile": profile, "report": str(report), "train": result, **commerce, "channels": sold, "bot": bot}
     if serve:
         from modelshop.serve.server import run_server
 
@@ -64,6 +81,7 @@ def run_demo(settings: Settings | None = None, *, epochs: int = 8, base_model: s
         say(f"  curl -s {url}/predict -H 'Authorization: Bearer {commerce['key']}' "
             "-H 'Content-Type: application/json' -d '{\"inputs\": \"my parcel has not arrived yet\"}'")
         say(f"  curl -s {url}/v1/account/usage -H 'Authorization: Bearer {commerce['key']}'")
-        say(f"storefront: {url}/store    console: {url}/console (log in with the admin key)")
+        say(f"storefront: {url}/store (chat with the bot there)    console: {url}/console (log in with the admin key)")
+        say(f"labelling queue (answers visitors rated down): {url}/console/labels")
         run_server(served, say=say)
     return out
