@@ -92,8 +92,9 @@ def test_storefront_to_console_in_chromium(browser, shop_settings):
         assert console.locator("img.chart").count() >= 2
 
 
-def test_chat_widget_thumbs_down_to_the_console_labelling_page(browser, bot_settings):
-    """Ask the storefront's chat widget, get the FAQ answer, rate it down; label it in the console."""
+def test_chat_widget_to_the_console_labelling_and_tickets_pages(browser, bot_settings):
+    """Ask the storefront's chat widget, get the FAQ answer, rate it down; label it in the console; then a
+    hand-off answered in the console shows in the widget."""
     from modelshop.apps import feedback
     from tests.apps.conftest import SHOP_FAQ
     from tests.web.conftest import BOT
@@ -128,6 +129,17 @@ def test_chat_widget_thumbs_down_to_the_console_labelling_page(browser, bot_sett
         assert console.locator("tr.label-item", has_text=question).count() == 0
         console.locator(f'form.export-form[data-dataset="{BOT}"] button').click()
         assert f"dataset {BOT} version 1" in console.locator("#done").inner_text()
+
+        # a hand-off: a person answers in the console, and the widget shows the answer
+        page.fill("#chat-text", "Can I talk to a human please?")
+        page.click("#chat-send")
+        page.locator('.chat-msg.bot[data-source="handoff"]').wait_for(timeout=30_000)
+        console.goto(f"{base}/console/tickets")
+        ticket = console.locator(".ticket", has_text="Can I talk to a human please?")
+        ticket.locator(".ticket-text").fill("Hi, this is Anna from the team.")
+        ticket.locator(".ticket-reply").click()
+        assert "answered" in console.locator("#done").inner_text()
+        page.locator(".chat-msg.agent", has_text="Hi, this is Anna from the team.").wait_for(timeout=20_000)
     version = feedback.list_datasets(BOT, settings=bot_settings)[-1]
     rows = [json.loads(line) for line in Path(version["path"]).read_text(encoding="utf-8").splitlines()]
     assert {"text": question, "label": "bad"} in rows

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import html
 import json
+import re
 from pathlib import Path
 
 from fastapi.testclient import TestClient
@@ -105,3 +106,24 @@ def test_console_labels_an_item_into_the_next_dataset_version(bot_settings):
     version = feedback.list_datasets(BOT, settings=bot_settings)[-1]
     rows = [json.loads(line) for line in Path(version["path"]).read_text(encoding="utf-8").splitlines()]
     assert rows == [{"text": "my parcel arrived broken", "label": "bad"}]
+
+
+def test_a_hand_off_in_the_chat_is_answered_in_the_console(bot_settings):
+    with TestClient(build_app(bot_settings)) as client:
+        said = client.post("/store/chat", json={"text": "Can I talk to a human please?"}).json()
+        assert said["handoff"] is True and said["source"] == "handoff"
+        login(client, ADMIN_KEY)
+        page = client.get("/console/tickets").text
+        assert 'href="/console/tickets"' in page and "Can I talk to a human please?" in page
+        ticket = re.search(r'class="card ticket" data-id="(\d+)"', page).group(1)
+        empty = client.post(f"/console/tickets/{ticket}/reply", data={"text": " ", "csrf": csrf(page)})
+        assert empty.status_code == 422 and "reply text is empty" in empty.text
+        done = client.post(f"/console/tickets/{ticket}/reply", data={"text": "Hi, Anna here.", "by": "anna",
+                                                                     "csrf": csrf(page)})
+        assert done.status_code == 200 and f"ticket {ticket} answered" in done.text
+        again = client.post(f"/console/tickets/{ticket}/reply", data={"text": "again", "csrf": csrf(page)})
+        assert again.status_code == 409
+        convo = client.get("/store/chat/session", params={"session_id": said["session_id"]}).json()
+        assert convo["status"] == "open" and convo["messages"][-1]["role"] == "agent"
+        assert (convo["messages"][-1]["text"], convo["messages"][-1]["by"]) == ("Hi, Anna here.", "anna")
+        assert "no-tickets" in client.get("/console/tickets").text

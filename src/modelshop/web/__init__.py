@@ -6,6 +6,7 @@
     console   models, customers and keys, usage and revenue over time, invoices, channels with
               funnel, cohorts and CAC/LTV/ROI, partners and commissions; login sets an HttpOnly cookie
     labels    the console's labelling queue and dataset versions (the feedback loop)
+    tickets   the console's support desk: the bots' hand-offs, answered by a person
     charts    matplotlib figures rendered to inline SVG on the server (no CDN, no build step)
     i18n      English and Chinese strings; `?lang=` switches and a cookie remembers
     deps      the server's database, settings and service; forms, cookies, CSRF tokens
@@ -19,12 +20,14 @@ from fastapi import APIRouter
 from modelshop.web.console import router as console_router
 from modelshop.web.labels import router as labels_router
 from modelshop.web.store import router as storefront_router
+from modelshop.web.tickets import router as tickets_router
 
 router = APIRouter()
 router.include_router(storefront_router)
 router.include_router(console_router)
 router.include_router(labels_router)
+router.include_router(tickets_router)
 
-routers = [storefront_router, console_router, labels_router]  # mounted by modelshop.serve.create_app
+routers = [storefront_router, console_router, labels_router, tickets_router]  # mounted by modelshop.serve.create_app
 
-__all__ = ["console_router", "labels_router", "router", "routers", "storefront_router"]
+__all__ = ["console_router", "labels_router", "router", "routers", "storefront_router", "tickets_router"]

@@ -104,6 +104,13 @@ STRINGS: dict[str, tuple[str, str]] = {
     "partner_view": ("Partner", "合作伙伴"),
     "payouts": ("Payout statements", "结算单"),
     "labelling": ("Labelling", "数据标注"),
+    "tickets": ("Tickets", "工单"),
+    "tickets_hint": (("Conversations the bots handed to a person. Your answer appears in the customer's chat "
+                      "and the bot takes over again."),
+                     "机器人转给人工的对话。您的回复会显示在客户的对话中，之后由机器人继续接待。"),
+    "no_tickets": ("No open tickets.", "没有待处理的工单。"),
+    "answer": ("Answer", "回复"),
+    "answered": ("Answered", "已回复"),
     "label_queue": ("Labelling queue", "待标注队列"),
     "label_hint": (("Messages the bot was unsure of and replies users rated down. A label puts the message "
                     "into the next version of its dataset; retrain from that version with `modelshop train`."),
