@@ -76,3 +76,26 @@ def test_a_rating_with_a_session_must_be_of_that_session(world):
     rated = support.rate_turn("session-bot", one["turn_id"], "down", session_id=one["session_id"], settings=world)
     queued = {i["turn_id"]: i["reason"] for i in feedback.pending("session-bot", settings=world)}
     assert rated["queued"] and queued[one["turn_id"]] == "down_rated"
+
+
+def test_bot_create_storefront_marks_the_widgets_bot(world, monkeypatch, capsys):
+    import json
+
+    from modelshop.cli import main
+    from modelshop.settings import get_settings
+
+    monkeypatch.setenv("MODELSHOP_HOME", str(world.home))
+    monkeypatch.setenv("MODELSHOP_PROGRESS", "false")
+    get_settings.cache_clear()
+    try:
+        main(["apps", "bot", "create", "--name", "front-desk", "--intent-model", "intents", "--kb", "shop",
+              "--storefront", "--replace", "--json"])
+    except SystemExit as e:
+        assert e.code == 0, capsys.readouterr().err
+    finally:
+        get_settings.cache_clear()
+    made = json.loads(capsys.readouterr().out)
+    assert made["name"] == "front-desk" and made["storefront"] is True
+    assert support.storefront_bot(world) == "front-desk"
+    support.create_bot("front-desk", "intents", "shop", replace=True, settings=world)  # reconfigured: unmarked
+    assert support.storefront_bot(world) != "front-desk"
