@@ -65,6 +65,7 @@ def run_demo(settings: Settings | None = None, *, epochs: int = 8, base_model: s
     registry = Registry.from_settings(settings)
     predictor = load_predictor(registry.path(registry.get(ref)), threads=settings.torch_threads)
     sold = seed_channels(db, settings, predictor=predictor, model_ref=ref, texts=list(ds.texts))
+    del predictor  # the server loads its own copy
     for ch in sold:
         say(f"      channel {ch['code']} ({ch['kind']}): {len(ch['customers'])} customers with usage")
     bot = seed_bot(settings, MODEL_NAME, DATA)
