@@ -5,6 +5,7 @@ peak memory is its own. Prints samples/s, peak RSS and the final macro-F1 on the
 
     .venv/bin/python benchmarks/train_throughput.py            # rotten_tomatoes, 3000 rows, 1 epoch
     .venv/bin/python benchmarks/train_throughput.py --rows 10313 --epochs 2
+    .venv/bin/python benchmarks/train_throughput.py --only ours,trainer --seeds 1,2,3,4,5   # F1 over seeds
 """
 
 from __future__ import annotations
@@ -112,6 +113,7 @@ def main() -> None:
     p.add_argument("--max-length", type=int, default=128)
     p.add_argument("--lr", type=float, default=5e-5)
     p.add_argument("--seed", type=int, default=42)
+    p.add_argument("--seeds", help="comma-separated seeds: run every contender once per seed, report means")
     p.add_argument("--only", default="ours,trainer,autotrain")
     p.add_argument("--child", help=argparse.SUPPRESS)
     p.add_argument("--tmp", default="/tmp/modelshop-bench")
@@ -122,18 +124,35 @@ def main() -> None:
         sys.exit(f"needs {DATA} (the shared datasets beside the clone)")
     print(f"rotten_tomatoes: {args.rows} train rows, {args.eval_rows} eval rows, {args.epochs} epoch(s), "
           f"batch {args.batch_size}, max_length {args.max_length}, lr {args.lr}, minilm")
-    results = {}
-    for name in args.only.split(","):
-        cmd = [sys.executable, __file__, "--child", name] + [
-            f"--{k.replace('_', '-')}={v}" for k, v in vars(args).items() if k not in ("child", "only")]
-        proc = subprocess.run(cmd, capture_output=True, text=True)
-        line = next((ln for ln in proc.stdout.splitlines() if ln.startswith("RESULT ")), None)
-        if line is None:
-            sys.exit(f"{name} failed:\n{proc.stderr[-3000:]}")
-        results[name] = json.loads(line[7:])
-        r = results[name]
-        print(f"{name:>10}: {r['samples_per_s']:7.1f} samples/s  peak RSS {r['peak_rss_mb']:7.0f} MB  "
-              f"macro-F1 {r['macro_f1']:.4f}  ({r['train_seconds']:.0f} s)", flush=True)
+    seeds = [int(s) for s in args.seeds.split(",")] if args.seeds else [args.seed]
+    runs: dict[str, list[dict]] = {}
+    for seed in seeds:
+        args.seed = seed
+        for name in args.only.split(","):
+            cmd = [sys.executable, __file__, "--child", name] + [
+                f"--{k.replace('_', '-')}={v}" for k, v in vars(args).items()
+                if k not in ("child", "only", "seeds")]
+            proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
+            line = next((ln for ln in proc.stdout.splitlines() if ln.startswith("RESULT ")), None)
+            if line is None:
+                sys.exit(f"{name} failed:\n{proc.stderr[-3000:]}")
+            r = json.loads(line[7:])
+            runs.setdefault(name, []).append(r)
+            print(f"{name:>10} seed {seed}: {r['samples_per_s']:7.1f} samples/s  peak RSS {r['peak_rss_mb']:7.0f} MB  "
+                  f"macro-F1 {r['macro_f1']:.4f}  ({r['train_seconds']:.0f} s)", flush=True)
+    results = {name: {k: sum(r[k] for r in rs) / len(rs) for k in rs[0]} for name, rs in runs.items()}
+    if len(seeds) > 1:
+        import statistics
+
+        print(f"means over {len(seeds)} seeds:")
+        for name, rs in runs.items():
+            f1s = [r["macro_f1"] for r in rs]
+            print(f"{name:>10}: {results[name]['samples_per_s']:7.1f} samples/s  macro-F1 {statistics.mean(f1s):.4f} "
+                  f"± {statistics.stdev(f1s):.4f} (sd)  min {min(f1s):.4f}  max {max(f1s):.4f}")
+        if {"ours", "trainer"} <= runs.keys():
+            diffs = [o["macro_f1"] - t["macro_f1"] for o, t in zip(runs["ours"], runs["trainer"], strict=True)]
+            print(f"ours − Trainer macro-F1, same seed: mean {statistics.mean(diffs):+.4f}, "
+                  f"ours ahead in {sum(d >= 0 for d in diffs)} of {len(diffs)}")
     if {"ours", "trainer", "autotrain"} <= results.keys():
         o = results["ours"]["samples_per_s"]
         print(f"ours / Trainer (dynamic padding): {o / results['trainer']['samples_per_s']:.2f}x  (target ≥ 1.2x)")

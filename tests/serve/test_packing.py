@@ -49,6 +49,9 @@ def test_packed_logits_equal_padded_logits(toy):
     np.testing.assert_allclose(packed, padded, atol=1e-5)
     # and the runner (what the server calls) takes the packed path with the same answers, in order
     np.testing.assert_allclose(np.stack(runner.run(encoded)), padded, atol=1e-5)
+    # batch scoring (`logits`) packs too, in length-sorted chunks, answering in input order
+    singles = [t for t, _ in seqs[:40]] + ["late"]
+    np.testing.assert_allclose(toy.logits(singles, batch_size=16), np.delete(padded, 40, axis=0), atol=1e-5)
 
 
 def test_packed_int8_agrees_with_padded_int8(toy):

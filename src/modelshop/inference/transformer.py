@@ -62,7 +62,8 @@ class TransformerPredictor(Predictor):
         return self.model(**batch).logits.float().cpu().numpy()
 
     def logits(self, texts: list[str], *, batch_size: int = 64) -> np.ndarray:
-        """Batches of similar length (sorted), so padding wastes little; results in input order."""
+        """Batches of similar length (sorted), packed where the model allows, else padded (little waste
+        either way); results in input order."""
         texts = list(texts)
         out = np.zeros((len(texts), len(self.labels)), dtype=np.float32)
         if not texts:
@@ -70,7 +71,13 @@ class TransformerPredictor(Predictor):
         order = np.argsort([len(t) for t in texts], kind="stable")
         for start in range(0, len(texts), batch_size):
             idx = order[start:start + batch_size]
-            out[idx] = self.forward(self.encode([texts[i] for i in idx]))
+            chunk = [texts[i] for i in idx]
+            if self.packable:
+                enc = self.tokenizer(chunk, truncation=True, max_length=self.max_length,
+                                     return_attention_mask=False, return_token_type_ids=False)
+                out[idx] = self.forward_packed([(ids, None) for ids in enc["input_ids"]])
+            else:
+                out[idx] = self.forward(self.encode(chunk))
         return out
 
     @torch.inference_mode()
