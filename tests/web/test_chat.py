@@ -127,3 +127,18 @@ def test_a_hand_off_in_the_chat_is_answered_in_the_console(bot_settings):
         assert convo["status"] == "open" and convo["messages"][-1]["role"] == "agent"
         assert (convo["messages"][-1]["text"], convo["messages"][-1]["by"]) == ("Hi, Anna here.", "anna")
         assert "no-tickets" in client.get("/console/tickets").text
+
+
+def test_a_customers_api_session_is_not_reachable_from_the_storefront(bot_settings):
+    from modelshop.apps import support
+
+    owned = support.handle_message(BOT, "how can I send back something I bought?", customer_id=7, settings=bot_settings)
+    with TestClient(build_app(bot_settings)) as client:
+        sid, turn = owned["session_id"], owned["turn_id"]
+        for r in (client.post("/store/chat", json={"text": "and my order?", "session_id": sid}),
+                  client.get("/store/chat/session", params={"session_id": sid}),
+                  client.post("/store/chat/rating", json={"session_id": sid, "turn_id": turn, "rating": "down"})):
+            assert r.status_code == 404, r.text
+            assert r.json()["error"].startswith(f'no session "{sid}"') or "no turn" in r.json()["error"]
+    # the customer still reaches it through the API
+    assert support.get_session(BOT, sid, customer_id=7, settings=bot_settings)["session_id"] == sid

@@ -133,14 +133,14 @@ def classify(intent_model: str, text: str, settings: Settings) -> tuple[str, flo
 # --- messages -----------------------------------------------------------------------------------
 
 def handle_message(bot_name: str, text: str, session_id: str | None = None, *, customer_id: int | None = None,
-                   settings: Settings | None = None) -> dict:
+                   anonymous: bool = False, settings: Settings | None = None) -> dict:
     """Answer one message: {session_id, reply, intent, confidence, handoff, ticket_id?, turn_id, source}."""
     settings = settings or get_settings()
     text = check_text(text, settings)
     db = get_database(settings)
     with db.session() as s:
         bot = _bot(s, bot_name)
-        session = _session(s, bot, session_id, customer_id) if session_id else None
+        session = _session(s, bot, session_id, customer_id, anonymous) if session_id else None
         waiting = session is not None and session.status == "handed_off"
         recent = [t.source for t in s.scalars(select(Turn).where(Turn.session_id == session.id)
                                               .order_by(Turn.id.desc()).limit(10))] if session else []
@@ -165,7 +165,7 @@ def handle_message(bot_name: str, text: str, session_id: str | None = None, *, c
         elif _unsure_streak(recent) + 1 >= cfg["max_unsure_turns"]:
             outcome.update(source="handoff", reply=HANDOFF, handoff=True, reason="unsure")
     with db.session() as s:
-        session = _session(s, s.get(Bot, bot_id), session_id, customer_id) if session_id else None
+        session = _session(s, s.get(Bot, bot_id), session_id, customer_id, anonymous) if session_id else None
         if session is None:
             session = ChatSession(id=uuid.uuid4().hex, bot_id=bot_id, customer_id=customer_id, status="open",
                                   created_at=utcnow(), updated_at=utcnow())
@@ -220,16 +220,19 @@ def _unsure_streak(sources: list[str]) -> int:
     return streak
 
 
-def _session(s, bot: Bot, session_id: str, customer_id: int | None) -> ChatSession:
+def _session(s, bot: Bot, session_id: str, customer_id: int | None, anonymous: bool = False) -> ChatSession:
+    """The session, if `customer_id` (None: any) may see it; `anonymous` callers (the storefront's
+    visitors) only ever see sessions that no customer owns."""
     session = s.get(ChatSession, session_id) if isinstance(session_id, str) else None
     # another bot's or another customer's session is reported as missing, not as forbidden
-    if session is None or session.bot_id != bot.id or (customer_id is not None and session.customer_id != customer_id):
+    if (session is None or session.bot_id != bot.id or (customer_id is not None and session.customer_id != customer_id)
+            or (anonymous and session.customer_id is not None)):
         raise NotFound(f'no session "{session_id}" with bot "{bot.name}"; omit session_id to start one')
     return session
 
 
 def rate_turn(bot_name: str, turn_id: int, rating, *, customer_id: int | None = None,
-              session_id: str | None = None, settings: Settings | None = None) -> dict:
+              session_id: str | None = None, anonymous: bool = False, settings: Settings | None = None) -> dict:
     """Rate a reply 1..5 or "up"/"down"; a low rating puts the message in the labelling queue.
 
     With `session_id` (the anonymous chat widget), the turn must belong to that session.
@@ -249,7 +252,7 @@ def rate_turn(bot_name: str, turn_id: int, rating, *, customer_id: int | None = 
         turn = s.get(Turn, turn_id)
         if turn is None or (session_id is not None and turn.session_id != session_id):
             raise NotFound(f'no turn {turn_id} with bot "{bot_name}"' + (" in this session" if session_id else ""))
-        _session(s, bot, turn.session_id, customer_id)
+        _session(s, bot, turn.session_id, customer_id, anonymous)
         turn.rating, turn.rated_at = value, utcnow()
         item = None
         if value <= settings.label_down_rating:
@@ -262,10 +265,10 @@ def rate_turn(bot_name: str, turn_id: int, rating, *, customer_id: int | None = 
 # --- sessions and tickets (the console and the chat widget) --------------------------------------
 
 def get_session(bot_name: str, session_id: str, *, customer_id: int | None = None,
-                settings: Settings | None = None) -> dict:
+                anonymous: bool = False, settings: Settings | None = None) -> dict:
     """The conversation so far: user messages, bot replies and the answers of people, in order."""
     with get_database(settings).session() as s:
-        session = _session(s, _bot(s, bot_name), session_id, customer_id)
+        session = _session(s, _bot(s, bot_name), session_id, customer_id, anonymous)
         return {"session_id": session.id, "status": session.status, "messages": _transcript(s, session.id)}
 
 

@@ -287,7 +287,8 @@ async def chat(request: Request):
     session_id = _session_id(body, shape)
     bot = await run_in_threadpool(_public_bot, request)
     await _admit_chat(request)
-    out = await run_in_threadpool(lambda: support.handle_message(bot, text, session_id, settings=conf))
+    out = await run_in_threadpool(lambda: support.handle_message(bot, text, session_id, anonymous=True,
+                                                                            settings=conf))
     reply = {k: out[k] for k in ("session_id", "reply", "turn_id", "source", "handoff")}
     if out.get("faq"):
         reply["faq_question"] = out["faq"]["question"]
@@ -308,7 +309,7 @@ async def chat_rating(request: Request):
     bot = await run_in_threadpool(_public_bot, request)
     # no limit of its own: only turns of the visitor's own conversation, each queued once, so the
     # chat's message limit bounds what ratings can add to the queue
-    out = await run_in_threadpool(lambda: support.rate_turn(bot, turn_id, rating, session_id=session_id,
+    out = await run_in_threadpool(lambda: support.rate_turn(bot, turn_id, rating, session_id=session_id, anonymous=True,
                                                             settings=settings(request)))
     return JSONResponse({"turn_id": out["turn_id"], "rating": rating, "queued": out["queued"]})
 
@@ -319,7 +320,8 @@ async def chat_session(request: Request, session_id: str = ""):
     if not session_id:
         raise ValidationError("session_id: send the one the chat returned (?session_id=...)")
     bot = await run_in_threadpool(_public_bot, request)
-    out = await run_in_threadpool(lambda: support.get_session(bot, session_id, settings=settings(request)))
+    out = await run_in_threadpool(lambda: support.get_session(bot, session_id, anonymous=True,
+                                                                         settings=settings(request)))
     return JSONResponse(out, headers={"Cache-Control": "no-store"})
 
 
