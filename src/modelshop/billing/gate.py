@@ -59,6 +59,8 @@ class BillingGate:
             lambda batch: usage.write_batch(self.db, batch),
             settings.billing_group_commit_ms / 1000.0, settings.billing_group_commit_max)
         self._limits: dict[int, tuple[Verdict, float]] = {}
+        self._plan_ids: dict[int, int] = {}         # customer → plan version, as of its last authentication
+        self._specs: dict[int, PlanSpec] = {}       # plan version → spec (a stored version never changes)
 
     # --- authenticate ------------------------------------------------------------------------
 
@@ -67,14 +69,13 @@ class BillingGate:
             raise Unauthorized("missing API key: send Authorization: Bearer <key>")
         if self._admin_key is not None and hmac.compare_digest(token.encode(), self._admin_key):
             return Principal(kind="admin", label="admin")
-        found = await asyncio.to_thread(keystore.find_by_secret, self.db, token)
+        key = await asyncio.to_thread(keystore.lookup_secret, self.db, token)
         # compare the digests in constant time even when the lookup found nothing
         digest = keystore.hash_key(token)
-        if found is None or not hmac.compare_digest(found[0].key_hash, digest):
+        if key is None or not hmac.compare_digest(key.key_hash, digest):
             hmac.compare_digest(_NO_MATCH, digest)
             log.info("authentication failed: unknown key")
             raise Unauthorized("invalid API key")
-        key, customer = found
         now = self.clock()
         if key.status == "revoked":
             log.info("authentication failed: key %s… revoked", key.prefix)
@@ -86,8 +87,9 @@ class BillingGate:
                                "create a new key")
         if key.kind == "admin":
             return Principal(kind="admin", key_id=key.id, label=key.prefix)
-        if customer is None or customer.status != "active":
+        if key.customer_status != "active":
             raise Forbidden(f"customer account {key.customer_id} is suspended; contact support")
+        self._plan_ids[key.customer_id] = key.plan_id   # read fresh by every authentication
         return Principal(kind="customer", key_id=key.id, customer_id=key.customer_id,
                          models=tuple(key.models) if key.models else None, rpm=key.rpm, tpm=key.tpm,
                          label=key.prefix)
@@ -138,7 +140,7 @@ class BillingGate:
         quota or the last cents of a wallet. A call that fails after admission gives its hold back
         when the hold expires (QUOTA_HOLD_S).
         """
-        spec, period = await asyncio.to_thread(self._plan_of, customer_id)
+        spec, period = await self._plan_of(customer_id)
         metrics = set()
         if spec.quota is not None and spec.quota.action == "block":
             metrics.add(spec.quota.metric)
@@ -160,11 +162,18 @@ class BillingGate:
             raise
         _holds.set((*_holds.get(), *holds))
 
-    def _plan_of(self, customer_id: int) -> tuple[PlanSpec, str]:
+    async def _plan_of(self, customer_id: int) -> tuple[PlanSpec, str]:
+        """The customer's plan spec (no database read once its version is known) and current period."""
+        spec = self._specs.get(self._plan_ids.get(customer_id, -1))
+        if spec is None:
+            plan_id, spec = await asyncio.to_thread(self._load_plan, customer_id)
+            self._specs[plan_id] = spec
+        return spec, period_of(self.clock(), spec.interval)
+
+    def _load_plan(self, customer_id: int) -> tuple[int, PlanSpec]:
         with self.db.session() as s:
             customer = s.get(Customer, customer_id)
-            spec = plan_spec(s.get(Plan, customer.plan_id))
-        return spec, period_of(self.clock(), spec.interval)
+            return customer.plan_id, plan_spec(s.get(Plan, customer.plan_id))
 
     def _check_plan(self, customer_id: int, spec: PlanSpec, period: str, units: Units,
                     held: dict[str, int]) -> None:

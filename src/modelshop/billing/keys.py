@@ -148,6 +148,19 @@ def list_keys(db: Database, customer_id: int | None = None) -> list[dict]:
         return [key_view(k) for k in s.scalars(q)]
 
 
+def lookup_secret(db: Database, secret: str):
+    """What authentication needs of the key whose hash matches (one indexed Core query, no ORM objects):
+    a row with the key's id, kind, key_hash, prefix, models, rpm, tpm, status, expires_at, revoked_at,
+    customer_id, and its customer's `customer_status` and `plan_id`; None when no key has that hash."""
+    digest = hash_key(secret)
+    q = (select(ApiKey.id, ApiKey.kind, ApiKey.key_hash, ApiKey.prefix, ApiKey.models, ApiKey.rpm, ApiKey.tpm,
+                ApiKey.status, ApiKey.expires_at, ApiKey.revoked_at, ApiKey.customer_id,
+                Customer.status.label("customer_status"), Customer.plan_id)
+         .outerjoin(Customer, ApiKey.customer_id == Customer.id).where(ApiKey.key_hash == digest))
+    with db.engine.connect() as c:
+        return c.execute(q).first()
+
+
 def find_by_secret(db: Database, secret: str) -> tuple[ApiKey, Customer | None] | None:
     """The key whose hash matches, with its customer; None when no key has that hash."""
     digest = hash_key(secret)
