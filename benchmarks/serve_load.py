@@ -15,8 +15,16 @@ only; every run is bounded in requests and seconds, and the servers are stopped 
     .venv/bin/python benchmarks/serve_load.py --train-rows 300 --requests 200 --eval-rows 400   # short
     .venv/bin/python benchmarks/serve_load.py --home ~/.modelshop --model reviews --no-forms
     .venv/bin/python benchmarks/serve_load.py --home H --model M --gate billing --api-key CUSTOMER_KEY  # metered
+    .venv/bin/python benchmarks/serve_load.py --metering --no-naive --no-forms --requests 400   # metering on/off
+
+With `--metering`, (a) is also served with metering off (the admin gate: a key check, nothing
+written) and on (the billing gate, a customer key made for the run on a pay-as-you-go plan without
+limits, every call written to the usage ledger, durable before the reply) on the same model and
+texts, both servers up at once and loaded in alternating rounds (`--metering-rounds`) so background
+load touches both alike; the ledger is checked to hold every answered call, and the on/off
+throughput ratio is reported.
 Targets: (a) ≥ 3 × (b) in throughput, (a) ≥ 0.8 × (c), p99 of (a) ≤ p99 of (b) / 2; int8 and ONNX
-forms ≥ 1.5 × fp32 texts/s with ≤ 1 point of macro-F1 lost.
+forms ≥ 1.5 × fp32 texts/s with ≤ 1 point of macro-F1 lost; metering on ≥ 0.9 × metering off.
 """
 
 from __future__ import annotations
@@ -78,13 +86,15 @@ def load(port: int, path: str, texts: list[str], body_of, *, seconds: float, key
     asyncio.run(main())
     wall = time.perf_counter() - started
     lat = sorted(latencies)
-
-    def pct(p):
-        return round(1000 * lat[min(len(lat) - 1, int(p / 100 * len(lat)))], 1) if lat else None
-
     ok = sum(1 for s, _ in answers.values() if s == 200)
     return {"requests": len(answers), "ok": ok, "req_per_s": round(len(answers) / wall, 1),
-            "p50_ms": pct(50), "p95_ms": pct(95), "p99_ms": pct(99), "answers": answers}
+            "p50_ms": _pct(lat, 50), "p95_ms": _pct(lat, 95), "p99_ms": _pct(lat, 99), "answers": answers,
+            "latencies": lat}
+
+
+def _pct(lat: list[float], p: float) -> float | None:
+    """The p-th percentile of sorted latencies, in ms."""
+    return round(1000 * lat[min(len(lat) - 1, int(p / 100 * len(lat)))], 1) if lat else None
 
 
 # --- servers --------------------------------------------------------------------------------------
@@ -170,23 +180,106 @@ def our_server_metrics(port: int) -> dict:
             if count else None}
 
 
-def serve_ours(home: Path, name: str, texts: list[str], args) -> dict:
+def start_ours(home: Path, name: str, gate: str, args) -> tuple[subprocess.Popen, int]:
     port = free_port()
-    env = {"MODELSHOP_HOME": str(home), "MODELSHOP_ADMIN_KEY": KEY, "MODELSHOP_SERVE_GATE": args.gate,
+    env = {"MODELSHOP_HOME": str(home), "MODELSHOP_ADMIN_KEY": KEY, "MODELSHOP_SERVE_GATE": gate,
            "MODELSHOP_PROGRESS": "false", "MODELSHOP_DEFAULT_MODEL": name, "TOKENIZERS_PARALLELISM": "false"}
     if args.threads:
         env["MODELSHOP_TORCH_THREADS"] = str(args.threads)
+    if args.database_url:
+        env["MODELSHOP_DATABASE_URL"] = args.database_url
     proc = start([sys.executable, "-c", "from modelshop.cli import main; main()", "serve", "--port", str(port)],
                  env, port)
+    return proc, port
+
+
+def ours_body(text: str) -> dict:
+    return {"inputs": text, "truncate": True}
+
+
+def serve_ours(home: Path, name: str, texts: list[str], args) -> dict:
+    proc, port = start_ours(home, name, args.gate, args)
     try:
-        body = lambda t: {"inputs": t, "truncate": True}  # noqa: E731
         path, key = f"/predict?model={name}", args.api_key or KEY
-        load(port, path, texts[:CLIENTS], body, seconds=60, key=key)  # warm-up, not counted
-        result = measured(proc, lambda: load(port, path, texts, body, seconds=args.seconds, key=key))
+        load(port, path, texts[:CLIENTS], ours_body, seconds=60, key=key)  # warm-up, not counted
+        result = measured(proc, lambda: load(port, path, texts, ours_body, seconds=args.seconds, key=key))
         result.update(our_server_metrics(port))
     finally:
         stop(proc)
     return result
+
+
+def serve_metering(home: Path, name: str, texts: list[str], args, customer_key: str) -> tuple[dict, dict, int]:
+    """(a) with metering off (admin gate) and on (billing gate, `customer_key`), in alternating rounds.
+
+    Both servers run for the whole comparison, each idle while the other is loaded, so a change in
+    the machine's background load touches both sides alike. Returns (off, on, calls answered 200 by
+    the metered server, warm-up included) with req/s over all rounds and latency percentiles.
+    """
+    path = f"/predict?model={name}"
+    sides = {"off": (KEY, "admin"), "on": (customer_key, "billing")}
+    procs: dict[str, tuple[subprocess.Popen, int]] = {}
+    runs: dict[str, list[dict]] = {"off": [], "on": []}
+    metered = 0
+    try:
+        for side, (_key, gate) in sides.items():
+            procs[side] = start_ours(home, name, gate, args)
+        for side, (key, _gate) in sides.items():       # warm-up, not counted (but metered)
+            warm = load(procs[side][1], path, texts[:CLIENTS], ours_body, seconds=60, key=key)
+            metered += warm["ok"] if side == "on" else 0
+        for _ in range(args.metering_rounds):
+            for side, (key, _gate) in sides.items():
+                proc, port = procs[side]
+                started = time.perf_counter()
+                r = measured(proc, lambda port=port, key=key: load(port, path, texts, ours_body,
+                                                                   seconds=args.seconds, key=key))
+                r["wall"] = time.perf_counter() - started
+                runs[side].append(r)
+                if side == "on":
+                    metered += r["ok"]
+    finally:
+        for proc, _port in procs.values():
+            stop(proc)
+
+    def total(rs: list[dict]) -> dict:
+        lat = sorted(x for r in rs for x in r["latencies"])
+        answers = {(n, i): a for n, r in enumerate(rs) for i, a in r["answers"].items()}
+        n = sum(r["requests"] for r in rs)
+        return {"requests": n, "ok": sum(r["ok"] for r in rs),
+                "req_per_s": round(n / sum(r["wall"] for r in rs), 1),
+                "p50_ms": _pct(lat, 50), "p95_ms": _pct(lat, 95), "p99_ms": _pct(lat, 99),
+                "server_cpu_ms": round(sum(r["server_cpu_ms"] * r["requests"] for r in rs) / max(n, 1), 2),
+                "client_cpu_ms": round(sum(r["client_cpu_ms"] * r["requests"] for r in rs) / max(n, 1), 2),
+                "rounds": [r["req_per_s"] for r in rs], "answers": {i: a for (_, i), a in answers.items()}}
+
+    return total(runs["off"]), total(runs["on"]), metered
+
+
+def metering_customer(settings) -> tuple[int, str]:
+    """A pay-as-you-go customer and key for the metered run (no rate limit or quota: metering alone)."""
+    from modelshop.billing.accounts import create_customer, create_plan
+    from modelshop.billing.keys import create_key
+    from modelshop.billing.plans import parse_plan
+    from modelshop.db import get_database
+
+    db = get_database(settings)
+    create_plan(db, parse_plan({"code": "bench-payg", "currency": "USD",
+                                "charges": [{"metric": "tokens", "model": "unit", "unit_price": "0.00001"}]}),
+                actor="serve_load")
+    customer = create_customer(db, f"serve_load {time.strftime('%Y-%m-%dT%H:%M:%S')}", "bench-payg",
+                               actor="serve_load")
+    return customer["id"], create_key(db, customer["id"], actor="serve_load")["key"]
+
+
+def ledger_count(settings, customer_id: int) -> int:
+    """Usage events the metered run wrote for its customer."""
+    from sqlalchemy import func, select
+
+    from modelshop.billing.tables import UsageEvent
+    from modelshop.db import get_database
+
+    with get_database(settings).session() as s:
+        return s.scalar(select(func.count()).select_from(UsageEvent).where(UsageEvent.customer_id == customer_id))
 
 
 def serve_naive(model_dir: Path, texts: list[str], args) -> dict:
@@ -251,6 +344,13 @@ def main() -> None:
                    help="admin: key check only, nothing metered; billing: the metering gate of modelshop.billing")
     p.add_argument("--api-key", help="key the clients send to (a) (default: the admin key; with --gate billing "
                                      "pass a customer key, made beforehand in --home, to meter every call)")
+    p.add_argument("--metering", action="store_true",
+                   help="also serve (a) with metering on (billing gate, a customer key, usage written) and "
+                        "report its throughput against metering off (target ≥ 0.9×)")
+    p.add_argument("--metering-rounds", type=int, default=3,
+                   help="alternating off/on load rounds of --metering, each sending every text once")
+    p.add_argument("--database-url", help="database of the home (default: its SQLite file), e.g. PostgreSQL "
+                                          "for the metered run")
     p.add_argument("--threads", type=int, help="torch/onnxruntime threads for (a) and (c) (default: every core)")
     p.add_argument("--no-naive", action="store_true", help="skip (b)")
     p.add_argument("--no-forms", action="store_true", help="skip the int8/ONNX forms")
@@ -261,6 +361,8 @@ def main() -> None:
     if args.naive_server:
         naive_server(args.naive_server, args.port)
         return
+    if args.metering and (args.gate != "admin" or args.api_key):
+        p.error("--metering compares metering on with off: leave --gate and --api-key at their defaults")
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
@@ -271,7 +373,8 @@ def main() -> None:
     from modelshop.settings import Settings
 
     home = args.home or Path(tempfile.mkdtemp(prefix="serve-load-"))
-    settings = Settings(home=home, progress=False, admin_key=SecretStr(KEY), torch_threads=args.threads)
+    settings = Settings(home=home, progress=False, admin_key=SecretStr(KEY), torch_threads=args.threads,
+                        database_url=args.database_url)
     busy = os.getloadavg()[0]
     if busy > 0.5:
         print(f"note: load average {busy:.1f} before starting: other processes share the CPU, so the figures "
@@ -296,6 +399,11 @@ def main() -> None:
     rows = {"(c) bare, sorted batches of 64": c["sorted64"], "(c') bare, arrival order, batches of 32": c["arrival32"]}
     a = serve_ours(home, name, texts, args)
     rows["(a) modelshop serve"] = a
+    if args.metering:
+        customer_id, key = metering_customer(settings)
+        off, on, metered = serve_metering(home, name, texts, args, key)
+        rows["(a) metering off (admin gate), rounds"] = off
+        rows["(a) metering on (billing, ledger), rounds"] = on
     if not args.no_naive:
         rows["(b) FastAPI + pipeline per request"] = serve_naive(registry.path(source), texts, args)
     print(f"\n{'':42s} {'req/s':>8s} {'p50 ms':>8s} {'p95 ms':>8s} {'p99 ms':>8s}  agree  errors"
@@ -314,6 +422,14 @@ def main() -> None:
         b = rows["(b) FastAPI + pipeline per request"]
         print(f"  (a) / (b) = {a['req_per_s'] / b['req_per_s']:.2f} (≥ 3)   "
               f"p99 (a) / p99 (b) = {a['p99_ms'] / b['p99_ms']:.2f} (≤ 0.5)")
+    if args.metering:
+        recorded = ledger_count(settings, customer_id)
+        print(f"  metering on / off = {on['req_per_s'] / off['req_per_s']:.2f} (≥ 0.9)   "
+              f"[{on['req_per_s']} vs {off['req_per_s']} req/s over {args.metering_rounds} alternating rounds of "
+              f"{len(texts)} requests (per round: on {on['rounds']}, off {off['rounds']}); "
+              f"p99 {on['p99_ms']} vs {off['p99_ms']} ms; server CPU ms per request {on['server_cpu_ms']} vs "
+              f"{off['server_cpu_ms']}; usage events written: {recorded} for {metered} calls answered 200"
+              f"{'' if recorded == metered else ' — MISMATCH'}]")
     if not args.no_forms:
         forms(settings, registry, source, name, texts, args)
     print(f"load average at the end: {os.getloadavg()[0]:.1f} (this run's own processes included)")
