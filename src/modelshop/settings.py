@@ -66,6 +66,9 @@ class Settings(BaseSettings):
         64, ge=1, description="most inputs in one batch, whatever their length")
     max_concurrent_requests: int = Field(
         512, ge=1, description="requests in flight at once; past this new ones get 429 (never an unbounded queue)")
+    serve_workers: int | None = Field(
+        None, ge=1, le=64, description="batches one served model runs at once, each on its own thread; default: "
+        "one per CPU core up to 4 (each with cores ÷ workers torch threads), 1 on a GPU")
     max_wait_ms: float = Field(
         0.0, ge=0, description="how long a free model waits for more inputs before running a small batch; "
         "0: run what is queued at once (as text-embeddings-inference does)")

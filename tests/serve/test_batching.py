@@ -154,3 +154,49 @@ def _batch_count(client) -> float:
         if line.startswith('modelshop_batch_size_count{model="toy:1"}'):
             return float(line.split()[-1])
     return 0.0
+
+
+def test_workers_run_batches_side_by_side_and_close_waits_for_them():
+    together = threading.Barrier(2, timeout=5)  # each batch waits until the other has started too
+
+    def run(payloads):
+        together.wait()
+        time.sleep(0.05)
+        return [f"out:{p}" for p in payloads]
+
+    async def main():
+        b = Batcher("m", run, ThreadPoolExecutor(2), metrics=Metrics(), max_batch_tokens=100,
+                    max_batch_requests=2, max_wait_ms=0.0, workers=2)
+        first = asyncio.ensure_future(b.submit(["a", "b"], [1, 1]))
+        second = asyncio.ensure_future(b.submit(["c", "d"], [1, 1]))
+        await asyncio.sleep(0.01)
+        assert len(b._running) == 2  # both batches are in the model at once
+        b.close()
+        await b.aclose()  # returns only once both have answered
+        assert first.done() and second.done()
+        return [r.output for r in await first], [r.output for r in await second]
+
+    assert asyncio.run(main()) == (["out:a", "out:b"], ["out:c", "out:d"])
+
+
+def test_one_worker_never_runs_two_batches_at_once():
+    active, most = [0], [0]
+    lock = threading.Lock()
+
+    def run(payloads):
+        with lock:
+            active[0] += 1
+            most[0] = max(most[0], active[0])
+        time.sleep(0.02)
+        with lock:
+            active[0] -= 1
+        return list(payloads)
+
+    async def main():
+        b = Batcher("m", run, ThreadPoolExecutor(4), metrics=Metrics(), max_batch_tokens=100,
+                    max_batch_requests=1, max_wait_ms=0.0, workers=1)
+        await asyncio.gather(*(b.submit([i], [1]) for i in range(6)))
+        await b.aclose()
+
+    asyncio.run(main())
+    assert most[0] == 1

@@ -4,8 +4,11 @@ Each served model has one `Batcher`: a deque of inputs, each carrying its own fu
 slot), and one asyncio task that owns the deque. When the model is free the task takes what is
 queued, oldest first, until the batch would pass the token budget (`max_batch_tokens`, counted
 padded: longest × count) or `max_batch_requests`; inputs whose client has gone (future cancelled)
-are dropped before inference. The forward pass runs in the model's own thread, so the event loop
-keeps accepting requests meanwhile, and the next batch is whatever arrived in the meantime.
+are dropped before inference. The forward pass runs on one of the model's `workers` threads (each
+a batch at a time, like Triton's model instances), so the event loop keeps accepting requests
+meanwhile, and the next batch is whatever arrived in the meantime. On a CPU, two single-threaded
+workers beat one two-threaded one: no barrier between threads for every small matrix product, and
+the event loop's own work delays one batch instead of stalling both cores.
 There is no idle wait unless `max_wait_ms` asks for one.
 
 `Slots` is the backpressure: a fixed number of requests in flight; past it, 429 at once.
@@ -49,13 +52,16 @@ class Batcher:
     """The queue of one served model and the task that owns it."""
 
     def __init__(self, name: str, run: Callable[[list[Any]], Sequence[Any]], executor: ThreadPoolExecutor, *,
-                 max_batch_tokens: int, max_batch_requests: int, max_wait_ms: float, metrics: Metrics) -> None:
+                 max_batch_tokens: int, max_batch_requests: int, max_wait_ms: float, metrics: Metrics,
+                 workers: int = 1) -> None:
         self.name = name
         self._run = run
         self._executor = executor
         self.max_batch_tokens = max_batch_tokens
         self.max_batch_requests = max_batch_requests
         self.max_wait_s = max_wait_ms / 1000.0
+        self.workers = workers  # batches run at once (the executor has as many threads)
+        self._running: set[asyncio.Task] = set()
         self._metrics = metrics
         self._queue: deque[Item] = deque()
         self._wakeup: asyncio.Event | None = None
@@ -104,8 +110,11 @@ class Batcher:
         loop = asyncio.get_running_loop()
         try:
             while True:
-                if not self._queue:
-                    if self._closing:
+                if not self._queue or len(self._running) >= self.workers:
+                    if not self._queue and self._closing:
+                        if self._running:  # finish what runs; anything submitted meanwhile goes next
+                            await asyncio.wait(set(self._running))
+                            continue
                         return
                     self._wakeup.clear()
                     await self._wakeup.wait()
@@ -115,12 +124,19 @@ class Batcher:
                 batch = self._take()
                 self._metrics.queue_size.labels(self.name).set(len(self._queue))
                 if batch:
-                    await self._run_batch(loop, batch)
+                    task = loop.create_task(self._run_batch(loop, batch))
+                    self._running.add(task)
+                    task.add_done_callback(self._finished)
         finally:
             for item in self._queue:  # only on cancellation (shutdown): nobody will run these
                 if not item.future.done():
                     item.future.set_exception(ModelError(f"{self.name} stopped before this input ran"))
             self._queue.clear()
+
+    def _finished(self, task: asyncio.Task) -> None:
+        self._running.discard(task)
+        if self._wakeup is not None:
+            self._wakeup.set()  # a worker is free
 
     async def _wait_for_more(self) -> None:
         deadline = self._queue[0].enqueued + self.max_wait_s

@@ -1,7 +1,7 @@
 """The models a server serves: the production version of every registered name, kept current.
 
-Each `ServedModel` owns its predictor, two threads (one tokenises, one runs the model) and its
-`Batcher`. The `ModelPool` checks the registry at most every `reload_interval_s`; a newly promoted
+Each `ServedModel` owns its predictor, its threads (one tokenises, `serve_workers` run batches) and
+its `Batcher`. The `ModelPool` checks the registry at most every `reload_interval_s`; a newly promoted
 version loads in a thread while the old one keeps serving, then the reference is swapped and the
 old one finishes what it has queued. A request that already holds the old one completes on it.
 """
@@ -27,9 +27,24 @@ from modelshop.settings import Settings
 log = logging.getLogger("modelshop.serve")
 
 
+def serve_workers(settings: Settings) -> int:
+    """Batches a served model runs at once: the setting, else one per core up to 4 on a CPU, 1 on a GPU."""
+    if settings.serve_workers:
+        return settings.serve_workers
+    if settings.device.startswith("cuda") or (settings.device == "auto" and _cuda()):
+        return 1
+    return max(1, min(os.cpu_count() or 1, 4))
+
+
 def serve_threads(settings: Settings) -> int:
-    """Intra-op threads for torch and onnxruntime: the setting, else every core (one batch at a time)."""
-    return settings.torch_threads or os.cpu_count() or 1
+    """Intra-op threads for torch and onnxruntime: the setting, else the cores shared out among the workers."""
+    return settings.torch_threads or max(1, (os.cpu_count() or 1) // serve_workers(settings))
+
+
+def _cuda() -> bool:
+    import torch
+
+    return torch.cuda.is_available()
 
 
 @dataclass
@@ -63,16 +78,17 @@ class ServedModel:
         return encoded, seconds
 
     async def on_model_thread(self, fn, *args):
-        """Run `fn` where the batches run, so it never competes with one of them."""
+        """Run `fn` on the threads the batches run on, so it takes a worker's turn instead of adding one."""
         return await asyncio.get_running_loop().run_in_executor(self.model_thread, fn, *args)
 
 
 def _wrap(name, version, version_id, family, fmt, labels, multi_label, predictor, runner, settings, metrics):
     label = f"{name}:{version}" if version is not None else name
-    model_thread = ThreadPoolExecutor(1, thread_name_prefix=f"model-{label}")
+    workers = serve_workers(settings)
+    model_thread = ThreadPoolExecutor(workers, thread_name_prefix=f"model-{label}")
     batcher = Batcher(label, runner.run, model_thread, max_batch_tokens=settings.max_batch_tokens,
                       max_batch_requests=settings.max_batch_requests, max_wait_ms=settings.max_wait_ms,
-                      metrics=metrics)
+                      metrics=metrics, workers=workers)
     runner.run(runner.prepare([("warm up the first batch", None)], True))  # first calls allocate
     if hasattr(runner, "calibrate"):
         log.info("%s: a forward call costs about %d padded tokens", label, runner.calibrate())
