@@ -40,6 +40,10 @@ class Settings(BaseSettings):
         description="window in ms in which concurrent usage records share one transaction (group commit)")
     billing_group_commit_max: int = Field(
         500, ge=1, description="most usage records written in one group-commit transaction")
+    key_cache_s: float = Field(
+        1.0, ge=0, le=60, description="seconds a server reuses what it read of an API key (status, expiry, "
+        "scopes, its customer's status and plan) before reading it again; changes made through the same "
+        "process apply at once, others within this time; 0: read on every call")
     rate_limit_prefix: str = Field(
         "modelshop", description="Redis key prefix of rate-limit buckets; one per deployment sharing a Redis")
     serving_cost_currency: str = Field("USD", description="currency of the serving_cost_* rates")

@@ -142,3 +142,34 @@ def test_a_failed_commit_fails_every_caller_of_its_batch():
         return await asyncio.gather(*[committer.submit(i) for i in range(3)], return_exceptions=True)
 
     assert [str(e) for e in asyncio.run(go())] == ["disk full"] * 3
+
+
+def test_key_cache_forgets_at_once_on_changes_here_and_within_its_time_otherwise(sqlite_db, customer, settings):
+    from sqlalchemy import update
+
+    from modelshop.billing.keys import revoke_key
+    from modelshop.db import utcnow
+
+    made = create_key(sqlite_db, customer["id"], actor=ADMIN)
+    other = create_key(sqlite_db, customer["id"], actor=ADMIN)
+    gate = BillingGate(settings.model_copy(update={"key_cache_s": 0.5}), sqlite_db)
+
+    async def go():
+        await gate.authenticate(made["key"])
+        revoke_key(sqlite_db, made["id"], actor=ADMIN)            # through this process: refused at once
+        with pytest.raises(Unauthorized, match="was revoked"):
+            await gate.authenticate(made["key"])
+        await gate.authenticate(other["key"])
+        with sqlite_db.session() as s:                           # as another process would: no bump here
+            s.execute(update(ApiKey).where(ApiKey.id == other["id"]).values(status="revoked", revoked_at=utcnow()))
+        await gate.authenticate(other["key"])                    # still trusted, for at most key_cache_s
+        await asyncio.sleep(0.6)
+        with pytest.raises(Unauthorized, match="was revoked"):
+            await gate.authenticate(other["key"])
+        set_status(sqlite_db, customer["id"], "suspended", actor=ADMIN)
+        fresh = create_key(sqlite_db, customer["id"], actor=ADMIN)["key"]
+        with pytest.raises(Forbidden, match="suspended"):
+            await gate.authenticate(fresh)
+        await gate.close()
+
+    asyncio.run(go())

@@ -26,6 +26,30 @@ EMAIL_RE = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 CUSTOMER_STATUSES = ("active", "suspended")
 
 
+# Bumped by every change in this process to what authentication reads (a key revoked or rotated, a
+# customer suspended or moved to another plan), so a server's short cache of keys forgets at once.
+_changes = [0]
+
+
+def changed() -> None:
+    _changes[0] += 1
+
+
+def changes_auth(fn):
+    """Bump the generation once `fn` has committed (its session closes before it returns)."""
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        try:
+            return fn(*args, **kwargs)
+        finally:
+            changed()
+    return wrapper
+
+
+def generation() -> int:
+    return _changes[0]
+
+
 @functools.lru_cache(maxsize=1024)
 def _spec_from_json(text: str) -> PlanSpec:
     return parse_plan(json.loads(text))
@@ -152,6 +176,7 @@ def list_customers(db: Database) -> list[dict]:
         return [customer_view(c, p) for c, p in rows]
 
 
+@changes_auth
 def change_plan(db: Database, customer_id: int, plan: str, *, version: int | None = None, actor: str) -> dict:
     """Move a customer to (the latest version of) another plan; the current period is billed on it."""
     with db.session() as s:
@@ -167,6 +192,7 @@ def change_plan(db: Database, customer_id: int, plan: str, *, version: int | Non
         return customer_view(c, new)
 
 
+@changes_auth
 def set_status(db: Database, customer_id: int, status: str, *, actor: str) -> dict:
     if status not in CUSTOMER_STATUSES:
         raise ValidationError(f'status: "{status}" is not one of {", ".join(CUSTOMER_STATUSES)}'

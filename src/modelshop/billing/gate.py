@@ -61,6 +61,7 @@ class BillingGate:
         self._limits: dict[int, tuple[Verdict, float]] = {}
         self._plan_ids: dict[int, int] = {}         # customer → plan version, as of its last authentication
         self._specs: dict[int, PlanSpec] = {}       # plan version → spec (a stored version never changes)
+        self._keys: dict[str, tuple[object, float, int]] = {}  # digest → (key row, read at, generation)
 
     # --- authenticate ------------------------------------------------------------------------
 
@@ -69,9 +70,9 @@ class BillingGate:
             raise Unauthorized("missing API key: send Authorization: Bearer <key>")
         if self._admin_key is not None and hmac.compare_digest(token.encode(), self._admin_key):
             return Principal(kind="admin", label="admin")
-        key = await asyncio.to_thread(keystore.lookup_secret, self.db, token)
-        # compare the digests in constant time even when the lookup found nothing
         digest = keystore.hash_key(token)
+        key = await self._lookup(token, digest)
+        # compare the digests in constant time even when the lookup found nothing
         if key is None or not hmac.compare_digest(key.key_hash, digest):
             hmac.compare_digest(_NO_MATCH, digest)
             log.info("authentication failed: unknown key")
@@ -93,6 +94,20 @@ class BillingGate:
         return Principal(kind="customer", key_id=key.id, customer_id=key.customer_id,
                          models=tuple(key.models) if key.models else None, rpm=key.rpm, tpm=key.tpm,
                          label=key.prefix)
+
+    async def _lookup(self, token: str, digest: str):
+        """The key's row, read at most every `key_cache_s` per key (at once after a change here)."""
+        ttl = self.settings.key_cache_s
+        hit = self._keys.get(digest)
+        if hit is not None and time.monotonic() - hit[1] < ttl and hit[2] == keystore.generation():
+            return hit[0]
+        seen = keystore.generation()
+        key = await asyncio.to_thread(keystore.lookup_secret, self.db, token)
+        if key is not None and ttl > 0:  # unknown keys are never cached: each try reads the database
+            if len(self._keys) >= 10_000:
+                self._keys.clear()
+            self._keys[digest] = (key, time.monotonic(), seen)
+        return key
 
     # --- replay ------------------------------------------------------------------------------
 

@@ -14,7 +14,7 @@ import secrets
 from sqlalchemy import select
 
 from modelshop.billing import audit
-from modelshop.billing.accounts import load_customer
+from modelshop.billing.accounts import changes_auth, generation, load_customer  # noqa: F401 - generation: the gate's
 from modelshop.billing.tables import ApiKey, Customer
 from modelshop.db import Database, utcnow
 from modelshop.errors import NotFound, ValidationError
@@ -116,6 +116,7 @@ def _owned(s, key_id: int, customer_id: int | None) -> ApiKey:
     return row
 
 
+@changes_auth
 def revoke_key(db: Database, key_id: int, *, actor: str, customer_id: int | None = None) -> dict:
     """Revoke a key at once; `customer_id` restricts it to that customer's keys (self-service)."""
     with db.session() as s:
@@ -126,6 +127,7 @@ def revoke_key(db: Database, key_id: int, *, actor: str, customer_id: int | None
         return key_view(row)
 
 
+@changes_auth
 def rotate_key(db: Database, key_id: int, *, actor: str, customer_id: int | None = None) -> dict:
     """Revoke a key and issue its replacement with the same scopes and limits; returns the new secret."""
     with db.session() as s:
