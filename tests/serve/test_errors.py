@@ -33,6 +33,10 @@ def test_malformed_json_and_missing_body(client):
     assert msg.startswith("request body is not valid JSON") and '{"inputs": "I loved it"}' in msg
     msg = error_of(client.post("/predict?model=toy", headers=AUTH), 422, "validation")
     assert "missing" in msg
+    # JSON sent without its content type (curl -d's default is a form)
+    msg = error_of(client.post("/predict?model=toy", content=b'{"inputs": "x"}', headers={
+        **AUTH, "Content-Type": "application/x-www-form-urlencoded"}), 422, "validation")
+    assert msg.startswith("the body was not read as JSON; send it with Content-Type: application/json")
 
 
 @pytest.mark.parametrize(("body", "needle"), [

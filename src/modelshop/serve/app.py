@@ -155,6 +155,8 @@ def describe_validation(errors: list[dict], route: str) -> str:
             fields = ROUTE_FIELDS.get((route, tuple(x for x in loc[:-1] if not x.isdigit())), ())
             parts.append(f'unknown field "{loc[-1]}"{did_you_mean(loc[-1], fields)}'
                          + (f" (fields: {', '.join(fields)})" if fields else ""))
+        elif kind in ("model_attributes_type", "dict_type") and not loc and isinstance(e.get("input"), bytes):
+            return f"the body was not read as JSON; send it with Content-Type: application/json{example}"
         elif kind in ("model_attributes_type", "dict_type") and not loc:
             parts.append(f"the body must be a JSON object, not {_json_type(e.get('input'))}")
         elif len(loc) < len(raw):  # a value matching none of a union's types

@@ -90,7 +90,7 @@ def _wrap(name, version, version_id, family, fmt, labels, multi_label, predictor
                       max_batch_requests=settings.max_batch_requests, max_wait_ms=settings.max_wait_ms,
                       metrics=metrics, workers=workers)
     runner.run(runner.prepare([("warm up the first batch", None)], True))  # first calls allocate
-    if hasattr(runner, "calibrate"):
+    if hasattr(runner, "calibrate") and not getattr(predictor, "packable", False):  # packed: never split
         log.info("%s: a forward call costs about %d padded tokens", label, runner.calibrate())
     return ServedModel(name, version, version_id, family, fmt, labels, multi_label, runner.max_length, predictor,
                        runner, batcher, ThreadPoolExecutor(1, thread_name_prefix=f"tokenize-{label}"),
