@@ -153,7 +153,7 @@ class BillingGate:
         one) from before the ledger is read until its usage is committed (in `record`), so concurrent
         calls, on one replica or several, see one another and never both take the last unit of a
         quota or the last cents of a wallet. A call that fails after admission gives its hold back
-        when the hold expires (QUOTA_HOLD_S).
+        at the end of its request (`settle`), or when the hold expires (QUOTA_HOLD_S).
         """
         spec, period = await self._plan_of(customer_id)
         metrics = set()
@@ -243,6 +243,15 @@ class BillingGate:
         try:
             await self.committer.submit(metered)
         finally:  # committed (or failed): the ledger now counts it (or it is not billed)
+            for hold in holds:
+                await self.limiter.release(*hold)
+
+    async def settle(self) -> None:
+        """At the end of every request: give back what `admit` held for a call that was never recorded
+        (it failed after admission, or its client left), so it does not block the quota until it expires."""
+        holds = _holds.get()
+        if holds:
+            _holds.set(())
             for hold in holds:
                 await self.limiter.release(*hold)
 

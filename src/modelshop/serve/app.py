@@ -240,4 +240,5 @@ class RequestMiddleware:
                 return
             await self.app(scope, receive_capped, send_with_id)
         finally:
+            await self.service.gate.settle()  # what an admitted call held but never recorded goes back
             self.service.metrics.requests.labels(_route_of(scope), str(status["code"])).inc()

@@ -7,6 +7,7 @@ Every metered route goes through one `Gate`:
     await gate.admit(principal, model, units)                  # 403 scope, 429 rate, 402 quota/wallet
     ... inference ...
     await gate.record(principal, call, reply)                  # durable before the reply is sent
+    await gate.settle()                                        # every request's end: free what was not recorded
 
 `AdminKeyGate` (here) only knows the admin key; `modelshop.billing` provides the gate with
 customer keys, limits, quotas and the usage ledger. Routes never know which one they have.
@@ -65,6 +66,7 @@ class Gate(Protocol):
     async def replay(self, principal: Principal, idempotency_key: str | None, route: str) -> StoredReply | None: ...
     async def admit(self, principal: Principal, model: str, units: Units) -> None: ...
     async def record(self, principal: Principal, call: Call, reply: StoredReply) -> None: ...
+    async def settle(self) -> None: ...
     async def close(self) -> None: ...
 
 
@@ -88,6 +90,9 @@ class AdminKeyGate:
         return None
 
     async def record(self, principal: Principal, call: Call, reply: StoredReply) -> None:
+        return None
+
+    async def settle(self) -> None:
         return None
 
     async def close(self) -> None:
