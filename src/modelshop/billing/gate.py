@@ -23,7 +23,7 @@ from contextvars import ContextVar
 
 from modelshop.billing import keys as keystore
 from modelshop.billing import usage, wallet
-from modelshop.billing.accounts import plan_spec
+from modelshop.billing.accounts import generation, plan_spec
 from modelshop.billing.committer import GroupCommitter
 from modelshop.billing.limits import LocalLimiter, RedisLimiter, Verdict, ratelimit_headers
 from modelshop.billing.money import fmt
@@ -99,9 +99,9 @@ class BillingGate:
         """The key's row, read at most every `key_cache_s` per key (at once after a change here)."""
         ttl = self.settings.key_cache_s
         hit = self._keys.get(digest)
-        if hit is not None and time.monotonic() - hit[1] < ttl and hit[2] == keystore.generation():
+        if hit is not None and time.monotonic() - hit[1] < ttl and hit[2] == generation():
             return hit[0]
-        seen = keystore.generation()
+        seen = generation()
         key = await asyncio.to_thread(keystore.lookup_secret, self.db, token)
         if key is not None and ttl > 0:  # unknown keys are never cached: each try reads the database
             if len(self._keys) >= 10_000:
@@ -238,17 +238,15 @@ class BillingGate:
             compute_us=round(call.inference_seconds * 1_000_000), occurred_at=self.clock(),
             idempotency_key=usage.check_idempotency_key(call.idempotency_key),
             status=reply.status, body=reply.body, headers=dict(reply.headers))
-        holds = _holds.get()
-        _holds.set(())
         try:
             await self.committer.submit(metered)
         finally:  # committed (or failed): the ledger now counts it (or it is not billed)
-            for hold in holds:
-                await self.limiter.release(*hold)
+            await self.settle()
 
     async def settle(self) -> None:
-        """At the end of every request: give back what `admit` held for a call that was never recorded
-        (it failed after admission, or its client left), so it does not block the quota until it expires."""
+        """Give back what `admit` held in this request: after `record`, and at the end of every request
+        for a call never recorded (it failed after admission, or its client left), so it does not
+        block the quota until it expires."""
         holds = _holds.get()
         if holds:
             _holds.set(())

@@ -14,7 +14,7 @@ import secrets
 from sqlalchemy import select
 
 from modelshop.billing import audit
-from modelshop.billing.accounts import changes_auth, generation, load_customer  # noqa: F401 - generation: the gate's
+from modelshop.billing.accounts import changes_auth, load_customer
 from modelshop.billing.tables import ApiKey, Customer
 from modelshop.db import Database, utcnow
 from modelshop.errors import NotFound, ValidationError
@@ -161,12 +161,3 @@ def lookup_secret(db: Database, secret: str):
          .outerjoin(Customer, ApiKey.customer_id == Customer.id).where(ApiKey.key_hash == digest))
     with db.engine.connect() as c:
         return c.execute(q).first()
-
-
-def find_by_secret(db: Database, secret: str) -> tuple[ApiKey, Customer | None] | None:
-    """The key whose hash matches, with its customer; None when no key has that hash."""
-    digest = hash_key(secret)
-    with db.session() as s:
-        row = s.execute(select(ApiKey, Customer).outerjoin(Customer, ApiKey.customer_id == Customer.id)
-                        .where(ApiKey.key_hash == digest)).first()
-        return (row[0], row[1]) if row else None

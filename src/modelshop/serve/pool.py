@@ -31,7 +31,9 @@ def serve_workers(settings: Settings) -> int:
     """Batches a served model runs at once: the setting, else one per core up to 4 on a CPU, 1 on a GPU."""
     if settings.serve_workers:
         return settings.serve_workers
-    if settings.device.startswith("cuda") or (settings.device == "auto" and _cuda()):
+    from modelshop.inference.transformer import pick_device
+
+    if pick_device(settings.device).type == "cuda":
         return 1
     return max(1, min(os.cpu_count() or 1, 4))
 
@@ -39,12 +41,6 @@ def serve_workers(settings: Settings) -> int:
 def serve_threads(settings: Settings) -> int:
     """Intra-op threads for torch and onnxruntime: the setting, else the cores shared out among the workers."""
     return settings.torch_threads or max(1, (os.cpu_count() or 1) // serve_workers(settings))
-
-
-def _cuda() -> bool:
-    import torch
-
-    return torch.cuda.is_available()
 
 
 @dataclass

@@ -55,8 +55,6 @@ class TransformerRunner:
 
     def calibrate(self, repeats: int = 3) -> int:
         """Measure this model's fixed cost per forward call, in padded tokens (at load, off the loop)."""
-        if getattr(self.model, "packable", False):
-            return self.call_overhead_tokens  # packed batches are never split by length
         def seconds(rows: int, width: int) -> float:
             fake = [Encoded([self.pad_id] * width, None, None, width)] * rows
             times = []
