@@ -71,8 +71,12 @@ class Settings(BaseSettings):
     max_concurrent_requests: int = Field(
         512, ge=1, description="requests in flight at once; past this new ones get 429 (never an unbounded queue)")
     serve_workers: int | None = Field(
-        None, ge=1, le=64, description="batches one served model runs at once, each on its own thread; default: "
+        None, ge=1, le=64, description="batches one served model runs at once (its model workers); default: "
         "one per CPU core up to 4 (each with cores ÷ workers torch threads), 1 on a GPU")
+    serve_processes: bool | None = Field(
+        None, description="run a served PyTorch model's workers in processes of their own (each with its own "
+        "copy of the model), so no forward pass waits on the HTTP event loop's GIL; default: yes on a CPU "
+        "with more than one worker, no on a GPU; ONNX and tfidf models always run on threads")
     max_wait_ms: float = Field(
         0.0, ge=0, description="how long a free model waits for more inputs before running a small batch; "
         "0: run what is queued at once (as text-embeddings-inference does)")

@@ -38,7 +38,7 @@ class Recorder:
 
 def batcher(run, **kw) -> Batcher:
     options = dict(max_batch_tokens=100, max_batch_requests=8, max_wait_ms=0.0)
-    return Batcher("m", run, ThreadPoolExecutor(1), metrics=Metrics(), **{**options, **kw})
+    return Batcher("m", run, metrics=Metrics(), **{**options, **kw})
 
 
 def test_budget_counts_padded_tokens_and_caps_inputs():
@@ -165,12 +165,12 @@ def test_workers_run_batches_side_by_side_and_close_waits_for_them():
         return [f"out:{p}" for p in payloads]
 
     async def main():
-        b = Batcher("m", run, ThreadPoolExecutor(2), metrics=Metrics(), max_batch_tokens=100,
+        b = Batcher("m", run, metrics=Metrics(), max_batch_tokens=100,
                     max_batch_requests=2, max_wait_ms=0.0, workers=2)
         first = asyncio.ensure_future(b.submit(["a", "b"], [1, 1]))
         second = asyncio.ensure_future(b.submit(["c", "d"], [1, 1]))
         await asyncio.sleep(0.01)
-        assert len(b._running) == 2  # both batches are in the model at once
+        assert b.running == 2  # both batches are in the model at once
         b.close()
         await b.aclose()  # returns only once both have answered
         assert first.done() and second.done()
@@ -193,7 +193,7 @@ def test_one_worker_never_runs_two_batches_at_once():
         return list(payloads)
 
     async def main():
-        b = Batcher("m", run, ThreadPoolExecutor(4), metrics=Metrics(), max_batch_tokens=100,
+        b = Batcher("m", run, metrics=Metrics(), max_batch_tokens=100,
                     max_batch_requests=1, max_wait_ms=0.0, workers=1)
         await asyncio.gather(*(b.submit([i], [1]) for i in range(6)))
         await b.aclose()

@@ -1,12 +1,12 @@
-"""Dynamic batching in the manner of text-embeddings-inference: one owner of each model's queue.
+"""Dynamic batching in the manner of text-embeddings-inference: one queue per model, no idle wait.
 
 Each served model has one `Batcher`: a deque of inputs, each carrying its own future (its reply
-slot), and one asyncio task that owns the deque. When the model is free the task takes what is
-queued, oldest first, until the batch would pass the token budget (`max_batch_tokens`, counted
-padded: longest × count) or `max_batch_requests`; inputs whose client has gone (future cancelled)
-are dropped before inference. The forward pass runs on one of the model's `workers` threads (each
-a batch at a time, like Triton's model instances), so the event loop keeps accepting requests
-meanwhile, and the next batch is whatever arrived in the meantime. On a CPU, two single-threaded
+slot), and `workers` threads that run batches (each a batch at a time, like Triton's model
+instances). A worker that is free takes what is queued, oldest first, until the batch would pass
+the token budget (`max_batch_tokens`, counted padded: longest × count) or `max_batch_requests`;
+inputs whose client has gone (future cancelled) are dropped before inference. The worker runs the
+batch, hands the rows to the event loop and takes the next batch at once: a model never waits for
+the event loop (busy parsing and answering HTTP) to be given work. On a CPU, two single-threaded
 workers beat one two-threaded one: no barrier between threads for every small matrix product, and
 the event loop's own work delays one batch instead of stalling both cores.
 There is no idle wait unless `max_wait_ms` asks for one.
@@ -19,10 +19,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import threading
 import time
 from collections import deque
 from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
@@ -49,25 +49,24 @@ class ItemResult:
 
 
 class Batcher:
-    """The queue of one served model and the task that owns it."""
+    """The queue of one served model and the worker threads that run its batches."""
 
-    def __init__(self, name: str, run: Callable[[list[Any]], Sequence[Any]], executor: ThreadPoolExecutor, *,
-                 max_batch_tokens: int, max_batch_requests: int, max_wait_ms: float, metrics: Metrics,
-                 workers: int = 1) -> None:
+    def __init__(self, name: str, run: Callable[[list[Any]], Sequence[Any]], *, max_batch_tokens: int,
+                 max_batch_requests: int, max_wait_ms: float, metrics: Metrics, workers: int = 1) -> None:
         self.name = name
         self._run = run
-        self._executor = executor
         self.max_batch_tokens = max_batch_tokens
         self.max_batch_requests = max_batch_requests
         self.max_wait_s = max_wait_ms / 1000.0
-        self.workers = workers  # batches run at once (the executor has as many threads)
-        self._running: set[asyncio.Task] = set()
+        self.workers = workers  # batches run at once
         self._metrics = metrics
         self._queue: deque[Item] = deque()
-        self._wakeup: asyncio.Event | None = None
-        self._task: asyncio.Task | None = None
+        self._cond = threading.Condition()  # guards the queue, the threads and the counters below
+        self._turns = threading.Semaphore(workers)  # a batch, or a `call`, holds one while it uses the model
+        self._threads: set[threading.Thread] = set()
         self._closing = False
         self._batches = 0
+        self.running = 0  # batches in the model now
 
     def __len__(self) -> int:
         return len(self._queue)
@@ -77,10 +76,11 @@ class Batcher:
         loop = asyncio.get_running_loop()
         now = time.perf_counter()
         items = [Item(p, t, loop.create_future(), now) for p, t in zip(payloads, tokens, strict=True)]
-        self._queue.extend(items)
-        self._metrics.queue_size.labels(self.name).set(len(self._queue))
-        self._ensure_running()
-        self._wakeup.set()
+        with self._cond:
+            self._queue.extend(items)
+            self._metrics.queue_size.labels(self.name).set(len(self._queue))
+            self._ensure_workers()
+            self._cond.notify()
         try:
             return list(await asyncio.gather(*(i.future for i in items)))
         except BaseException:
@@ -88,69 +88,75 @@ class Batcher:
                 i.future.cancel()
             raise
 
+    async def call(self, fn: Callable[..., Any], *args: Any) -> Any:
+        """Run `fn(*args)` on a thread when a worker's turn is free, so it takes a turn instead of adding one."""
+        def in_turn():
+            with self._turns:
+                return fn(*args)
+
+        return await asyncio.to_thread(in_turn)
+
     def close(self) -> None:
-        """Finish what is queued, then stop (a later submit starts the task again)."""
-        self._closing = True
-        if self._wakeup is not None:
-            self._wakeup.set()
+        """Finish what is queued, then stop the workers (a later submit starts them again)."""
+        with self._cond:
+            self._closing = True
+            self._cond.notify_all()
 
     async def aclose(self) -> None:
+        """Close, and return once every queued input has been answered."""
         self.close()
-        if self._task is not None:
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+        with self._cond:
+            threads = list(self._threads)
+        for thread in threads:
+            await asyncio.to_thread(thread.join)
+        await asyncio.sleep(0)  # the answers the workers handed over run before this returns
 
-    def _ensure_running(self) -> None:
-        if self._wakeup is None:
-            self._wakeup = asyncio.Event()
-        if self._task is None or self._task.done():
-            self._task = asyncio.get_running_loop().create_task(self._loop(), name=f"batcher:{self.name}")
+    def _ensure_workers(self) -> None:  # holding _cond
+        while len(self._threads) < self.workers:
+            thread = threading.Thread(target=self._work, name=f"model-{self.name}-{len(self._threads)}",
+                                      daemon=True)
+            self._threads.add(thread)
+            thread.start()
 
-    async def _loop(self) -> None:
-        loop = asyncio.get_running_loop()
+    def _work(self) -> None:
+        """A worker: wait for inputs, take a batch in turn, run it, hand its rows over; until closed and empty."""
         try:
             while True:
-                if not self._queue or len(self._running) >= self.workers:
-                    if not self._queue and self._closing:
-                        if self._running:  # finish what runs; anything submitted meanwhile goes next
-                            await asyncio.wait(set(self._running))
-                            continue
-                        return
-                    self._wakeup.clear()
-                    await self._wakeup.wait()
-                    continue
-                if self.max_wait_s > 0:
-                    await self._wait_for_more()
-                batch = self._take()
-                self._metrics.queue_size.labels(self.name).set(len(self._queue))
-                if batch:
-                    task = loop.create_task(self._run_batch(loop, batch))
-                    self._running.add(task)
-                    task.add_done_callback(self._finished)
+                with self._cond:
+                    while not self._queue:
+                        if self._closing:
+                            return
+                        self._cond.wait()
+                    if self.max_wait_s > 0:
+                        self._wait_for_more()
+                with self._turns:
+                    with self._cond:
+                        batch = self._take()
+                        if batch:
+                            self.running += 1
+                            self._batches += 1
+                            batch_id = self._batches
+                    if batch:
+                        try:
+                            self._run_batch(batch, batch_id)
+                        finally:
+                            with self._cond:
+                                self.running -= 1
         finally:
-            for item in self._queue:  # only on cancellation (shutdown): nobody will run these
-                if not item.future.done():
-                    item.future.set_exception(ModelError(f"{self.name} stopped before this input ran"))
-            self._queue.clear()
+            with self._cond:
+                self._threads.discard(threading.current_thread())
+                if self._queue and not self._threads:  # only if this thread failed: keep serving
+                    self._ensure_workers()
 
-    def _finished(self, task: asyncio.Task) -> None:
-        self._running.discard(task)
-        if self._wakeup is not None:
-            self._wakeup.set()  # a worker is free
-
-    async def _wait_for_more(self) -> None:
+    def _wait_for_more(self) -> None:  # holding _cond
         deadline = self._queue[0].enqueued + self.max_wait_s
-        while len(self._queue) < self.max_batch_requests:
+        while self._queue and len(self._queue) < self.max_batch_requests and not self._closing:
             remaining = deadline - time.perf_counter()
             if remaining <= 0:
                 return
-            self._wakeup.clear()
-            try:
-                await asyncio.wait_for(self._wakeup.wait(), remaining)
-            except TimeoutError:
-                return
+            self._cond.wait(remaining)
 
-    def _take(self) -> list[Item]:
+    def _take(self) -> list[Item]:  # holding _cond
         """Oldest first, until the padded token budget or the input count would be passed."""
         batch: list[Item] = []
         longest = 0
@@ -166,33 +172,50 @@ class Batcher:
                 break
             batch.append(self._queue.popleft())
             longest = new_longest
+        self._metrics.queue_size.labels(self.name).set(len(self._queue))
         if batch:
             self._metrics.batch_size.labels(self.name).observe(len(batch))
             self._metrics.batch_tokens.labels(self.name).observe(longest * len(batch))
         return batch
 
-    async def _run_batch(self, loop: asyncio.AbstractEventLoop, batch: list[Item]) -> None:
-        self._batches += 1
-        batch_id = self._batches
+    def _run_batch(self, batch: list[Item], batch_id: int) -> None:
+        """On a worker thread: the forward pass, then the answers handed to each input's event loop."""
         started = time.perf_counter()
+        outputs, error = None, None
         try:
-            outputs = await loop.run_in_executor(self._executor, self._run, [i.payload for i in batch])
+            outputs = self._run([i.payload for i in batch])
         except ModelshopError as e:
-            error: BaseException = e
+            error = e
         except Exception as e:  # noqa: BLE001 - any failure of the model answers its own inputs, not the loop
             log.exception("batch of %d inputs failed on %s", len(batch), self.name)
             error = ModelError(f"{self.name} failed on this batch: {type(e).__name__}: {e}")
-        else:
-            elapsed = time.perf_counter() - started
+        elapsed = time.perf_counter() - started
+        if error is None and len(outputs) != len(batch):
+            error = ModelError(f"{self.name} gave {len(outputs)} outputs for a batch of {len(batch)} inputs")
+        if error is None:
             self._metrics.inference_seconds.labels(self.name).observe(elapsed)
-            for item, out in zip(batch, outputs, strict=True):
+            for item in batch:
                 self._metrics.queue_seconds.labels(self.name).observe(started - item.enqueued)
-                if not item.future.done():
-                    item.future.set_result(ItemResult(out, started - item.enqueued, elapsed, batch_id))
-            return
-        for item in batch:
-            if not item.future.done():
-                item.future.set_exception(error)
+        by_loop: dict[asyncio.AbstractEventLoop, list[int]] = {}
+        for k, item in enumerate(batch):
+            by_loop.setdefault(item.future.get_loop(), []).append(k)
+        for loop, ks in by_loop.items():
+            with contextlib.suppress(RuntimeError):  # that loop has closed: nobody is waiting
+                loop.call_soon_threadsafe(_answer, [batch[k] for k in ks],
+                                          None if outputs is None else [outputs[k] for k in ks],
+                                          error, started, elapsed, batch_id)
+
+
+def _answer(items: list[Item], outputs: Sequence[Any] | None, error: BaseException | None, started: float,
+            elapsed: float, batch_id: int) -> None:
+    """On the event loop: each input's future gets its row, or the batch's error."""
+    for k, item in enumerate(items):
+        if item.future.done():
+            continue
+        if error is not None:
+            item.future.set_exception(error)
+        else:
+            item.future.set_result(ItemResult(outputs[k], started - item.enqueued, elapsed, batch_id))
 
 
 class Slots:

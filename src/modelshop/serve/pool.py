@@ -1,9 +1,11 @@
 """The models a server serves: the production version of every registered name, kept current.
 
-Each `ServedModel` owns its predictor, its threads (one tokenises, `serve_workers` run batches) and
-its `Batcher`. The `ModelPool` checks the registry at most every `reload_interval_s`; a newly promoted
-version loads in a thread while the old one keeps serving, then the reference is swapped and the
-old one finishes what it has queued. A request that already holds the old one completes on it.
+Each `ServedModel` owns its predictor, its tokeniser thread and its `Batcher` (whose `serve_workers`
+threads run the batches: in this process, or, for PyTorch models on a CPU, each through a worker
+process of its own that holds a copy of the model; see `modelshop.serve.workers`). The `ModelPool`
+checks the registry at most every `reload_interval_s`; a newly promoted version loads in a thread
+while the old one keeps serving, then the reference is swapped and the old one finishes what it has
+queued (and its worker processes stop). A request that already holds the old one completes on it.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from modelshop.registry import Registry
 from modelshop.serve.batcher import Batcher
 from modelshop.serve.metrics import Metrics
 from modelshop.serve.runners import Encoded, Seq, TfidfRunner, TransformerRunner
+from modelshop.serve.workers import ProcessWorkers
 from modelshop.settings import Settings
 
 log = logging.getLogger("modelshop.serve")
@@ -43,6 +46,28 @@ def serve_threads(settings: Settings) -> int:
     return settings.torch_threads or max(1, (os.cpu_count() or 1) // serve_workers(settings))
 
 
+def serve_processes(settings: Settings) -> bool:
+    """Whether PyTorch models run their batches in worker processes: the setting, else on a CPU with 2+ workers."""
+    if settings.serve_processes is not None:
+        return settings.serve_processes
+    from modelshop.inference.transformer import pick_device
+
+    return serve_workers(settings) > 1 and pick_device(settings.device).type != "cuda"
+
+
+def _classifier_runner(path: str, device: str, threads: int, label: str) -> TransformerRunner:
+    """A worker process's runner for a registered PyTorch version (module-level: it is pickled by name)."""
+    from modelshop.inference import load_predictor
+
+    return TransformerRunner(load_predictor(Path(path), device=device, threads=threads), label=label, as_torch=True)
+
+
+def _embedding_runner(source: str, name: str, threads: int, label: str) -> TransformerRunner:
+    from modelshop.serve.embeddings import Embedder
+
+    return TransformerRunner(Embedder(source, name=name, threads=threads), label=label, as_torch=True)
+
+
 @dataclass
 class ServedModel:
     name: str
@@ -57,8 +82,8 @@ class ServedModel:
     runner: Any
     batcher: Batcher
     tokenize_thread: ThreadPoolExecutor
-    model_thread: ThreadPoolExecutor
     metrics: Metrics
+    processes: ProcessWorkers | None = None
     extras: dict = field(default_factory=dict)
 
     @property
@@ -73,47 +98,64 @@ class ServedModel:
         self.metrics.tokenization_seconds.labels(self.batcher.name).observe(seconds)
         return encoded, seconds
 
+    async def aclose(self) -> None:
+        """Finish what is queued, then stop the worker processes (a late batch runs in this process)."""
+        await self.batcher.aclose()
+        if self.processes is not None:
+            await asyncio.to_thread(self.processes.close)
+
     async def on_model_thread(self, fn, *args):
-        """Run `fn` on the threads the batches run on, so it takes a worker's turn instead of adding one."""
-        return await asyncio.get_running_loop().run_in_executor(self.model_thread, fn, *args)
+        """Run `fn` in this process when a worker's turn is free, so it takes a turn instead of adding one."""
+        return await self.batcher.call(fn, *args)
 
 
-def _wrap(name, version, version_id, family, fmt, labels, multi_label, predictor, runner, settings, metrics):
+def _wrap(name, version, version_id, family, fmt, labels, multi_label, predictor, runner, settings, metrics,
+          spawn: tuple | None = None):
+    """`spawn`: (factory, args) that build this runner in a worker process, for PyTorch models."""
     label = f"{name}:{version}" if version is not None else name
     workers = serve_workers(settings)
-    model_thread = ThreadPoolExecutor(workers, thread_name_prefix=f"model-{label}")
-    batcher = Batcher(label, runner.run, model_thread, max_batch_tokens=settings.max_batch_tokens,
-                      max_batch_requests=settings.max_batch_requests, max_wait_ms=settings.max_wait_ms,
-                      metrics=metrics, workers=workers)
     runner.run(runner.prepare([("warm up the first batch", None)], True))  # first calls allocate
     if hasattr(runner, "calibrate") and not getattr(predictor, "packable", False):  # packed: never split
         log.info("%s: a forward call costs about %d padded tokens", label, runner.calibrate())
+    processes = None
+    if spawn is not None and serve_processes(settings):
+        processes = ProcessWorkers(*spawn, n=workers, threads=serve_threads(settings), label=label,
+                                   fallback=runner.run)
+        processes.start()
+    batcher = Batcher(label, processes.run if processes else runner.run, max_batch_tokens=settings.max_batch_tokens,
+                      max_batch_requests=settings.max_batch_requests, max_wait_ms=settings.max_wait_ms,
+                      metrics=metrics, workers=workers)
     return ServedModel(name, version, version_id, family, fmt, labels, multi_label, runner.max_length, predictor,
-                       runner, batcher, ThreadPoolExecutor(1, thread_name_prefix=f"tokenize-{label}"),
-                       model_thread, metrics)
+                       runner, batcher, ThreadPoolExecutor(1, thread_name_prefix=f"tokenize-{label}"), metrics,
+                       processes)
 
 
 def load_served(row, path: Path, settings: Settings, metrics: Metrics) -> ServedModel:
     """Load one registered version for serving (blocking: call it in a thread)."""
     from modelshop.inference import load_predictor
 
-    predictor = load_predictor(path, device=settings.device, threads=serve_threads(settings))
+    threads = serve_threads(settings)
+    predictor = load_predictor(path, device=settings.device, threads=threads)
+    spawn = None
     if predictor.family == "tfidf":
         runner = TfidfRunner(predictor, label=row.ref)
     else:
         runner = TransformerRunner(predictor, label=row.ref, as_torch=predictor.format != "onnx")
+        if predictor.format != "onnx":  # onnxruntime gives up the GIL for a whole run: threads do
+            spawn = (_classifier_runner, (str(path), settings.device, threads, row.ref))
     return _wrap(row.name, row.version, row.id, predictor.family, predictor.format, list(predictor.labels),
-                 predictor.multi_label, predictor, runner, settings, metrics)
+                 predictor.multi_label, predictor, runner, settings, metrics, spawn)
 
 
 def load_embedding_model(settings: Settings, metrics: Metrics) -> ServedModel:
     from modelshop.serve.embeddings import Embedder, embedding_source
 
-    embedder = Embedder(embedding_source(settings.embedding_model), name=settings.embedding_model,
-                        threads=serve_threads(settings))
-    runner = TransformerRunner(embedder, label=f"embedding model {settings.embedding_model}", as_torch=True)
+    source, label = embedding_source(settings.embedding_model), f"embedding model {settings.embedding_model}"
+    embedder = Embedder(source, name=settings.embedding_model, threads=serve_threads(settings))
+    runner = TransformerRunner(embedder, label=label, as_torch=True)
     name = "minilm" if settings.embedding_model == "minilm" else Path(settings.embedding_model).name
-    return _wrap(name, None, None, "embedding", "pytorch", [], False, embedder, runner, settings, metrics)
+    return _wrap(name, None, None, "embedding", "pytorch", [], False, embedder, runner, settings, metrics,
+                 (_embedding_runner, (source, settings.embedding_model, serve_threads(settings), label)))
 
 
 class ModelPool:
@@ -129,6 +171,7 @@ class ModelPool:
         self._lock: asyncio.Lock | None = None
         self._embedder: ServedModel | None = None
         self._embedder_lock: asyncio.Lock | None = None
+        self._retiring: set[asyncio.Task] = set()
 
     async def start(self) -> None:
         """Load every production version now (the server answers only once they are in)."""
@@ -191,7 +234,7 @@ class ModelPool:
                     if served is None or served.version_id != row.id:
                         self._start_load(row)
                 for name in [n for n in self.served if n not in self.production]:
-                    self.served.pop(name).batcher.close()  # no production version any more
+                    self._retire(self.served.pop(name))  # no production version any more
 
     def _start_load(self, row) -> None:
         if self._failed.get(row.name, (None,))[0] == row.id:
@@ -220,7 +263,12 @@ class ModelPool:
         if old is not None:
             log.info("swapped %s for %s", old.ref, new.ref)
             self.metrics.swaps.labels(row.name).inc()
-            old.batcher.close()  # it finishes what it has queued; requests holding it complete on it
+            self._retire(old)  # it finishes what it has queued; requests holding it complete on it
+
+    def _retire(self, served: ServedModel) -> None:
+        task = asyncio.get_running_loop().create_task(served.aclose())
+        self._retiring.add(task)
+        task.add_done_callback(self._retiring.discard)
 
     async def embedder(self) -> ServedModel:
         """The sentence-embedding model, loaded on first use."""
@@ -241,4 +289,4 @@ class ModelPool:
         for task in [t for _, t in self._loading.values()]:
             task.cancel()
         models = list(self.served.values()) + ([self._embedder] if self._embedder else [])
-        await asyncio.gather(*(m.batcher.aclose() for m in models), return_exceptions=True)
+        await asyncio.gather(*(m.aclose() for m in models), *self._retiring, return_exceptions=True)
