@@ -1,8 +1,9 @@
 """The fine-tuned transformer family (PyTorch, safetensors); int8 is dynamic quantisation at load.
 
 Besides the padded `forward`, BERT-style models run *packed* (`forward_packed`), as
-text-embeddings-inference does: several inputs share one row, each with its own position ids and a
-block-diagonal attention mask, so a batch of short texts of mixed lengths computes almost no padding.
+text-embeddings-inference does: the linear layers see the batch's tokens end to end with no padding
+at all, and attention sees them packed several inputs to a row, each with its own position ids and a
+block-diagonal mask, so a batch of short texts of mixed lengths computes almost no padding.
 """
 
 from __future__ import annotations
@@ -82,45 +83,70 @@ class TransformerPredictor(Predictor):
 
     @torch.inference_mode()
     def forward_packed(self, seqs: Sequence[tuple[Sequence[int], Sequence[int] | None]]) -> np.ndarray:
-        """Logits for token-id sequences (with special tokens; optional token type ids), packed into rows."""
+        """Logits for token-id sequences (with special tokens; optional token type ids), packed.
+
+        Every layer's linear parts (embeddings, Q/K/V, output and feed-forward projections) run on the
+        batch's tokens laid end to end, with no padding at all; only attention needs rows, so the
+        tokens are scattered into packed rows (first-fit decreasing, `PACK_WIDTH` wide) for it, each
+        token attending to its own input only, and gathered back."""
         lengths = [len(ids) for ids, _ in seqs]
         rows = pack_rows(lengths, max(PACK_WIDTH, max(lengths)))
         width = max(sum(lengths[i] for i in row) for row in rows)
-        ids = np.zeros((len(rows), width), dtype=np.int64)
-        types = np.zeros_like(ids)
-        positions = np.zeros_like(ids)
+        tokens = sum(lengths)
+        ids = np.empty(tokens, dtype=np.int64)
+        types = np.zeros(tokens, dtype=np.int64)
+        positions = np.empty(tokens, dtype=np.int64)
+        slots = np.empty(tokens, dtype=np.int64)        # each token's place in the packed rows
+        starts = np.empty(len(seqs), dtype=np.int64)    # each input's [CLS], in token order
         segment = np.full((len(rows), width), -1, dtype=np.int64)
-        cls_row, cls_col, order = [], [], []
+        place = [0] * len(seqs)
         for r, row in enumerate(rows):
-            start = 0
+            offset = 0
             for k, i in enumerate(row):
-                seq_ids, seq_types = seqs[i]
-                end = start + lengths[i]
-                ids[r, start:end] = seq_ids
-                if seq_types is not None:
-                    types[r, start:end] = seq_types
-                positions[r, start:end] = np.arange(lengths[i])
-                segment[r, start:end] = k
-                cls_row.append(r)
-                cls_col.append(start)
-                order.append(i)
-                start = end
+                place[i] = r * width + offset
+                segment[r, offset:offset + lengths[i]] = k
+                offset += lengths[i]
+        at = 0
+        for i, (seq_ids, seq_types) in enumerate(seqs):
+            end = at + lengths[i]
+            ids[at:end] = seq_ids
+            if seq_types is not None:
+                types[at:end] = seq_types
+            positions[at:end] = np.arange(lengths[i])
+            slots[at:end] = np.arange(place[i], place[i] + lengths[i])
+            starts[i] = at
+            at = end
         seg = torch.from_numpy(segment)
         # each token attends to its own input only; padding attends to itself (a row of nothing is NaN)
         mask = (seg[:, :, None] == seg[:, None, :]) & ((seg[:, :, None] >= 0) | torch.eye(width, dtype=torch.bool))
-        mask = mask[:, None].to(self.device)
-        if self.model.config._attn_implementation != "sdpa":
-            mask = torch.zeros(mask.shape, dtype=torch.float32, device=self.device).masked_fill_(
-                ~mask, torch.finfo(torch.float32).min)
+        device = self.device
+        hidden = self._encode_flat(torch.from_numpy(ids).to(device), torch.from_numpy(types).to(device),
+                                   torch.from_numpy(positions).to(device), torch.from_numpy(slots).to(device),
+                                   mask[:, None].to(device), len(rows), width)
         base = self.model.base_model
-        hidden = base(input_ids=torch.from_numpy(ids).to(self.device), attention_mask=mask,
-                      token_type_ids=torch.from_numpy(types).to(self.device),
-                      position_ids=torch.from_numpy(positions).to(self.device)).last_hidden_state
-        first = hidden[torch.tensor(cls_row), torch.tensor(cls_col)]  # each input's [CLS]
-        logits = self.model.classifier(base.pooler.activation(base.pooler.dense(first))).float().cpu().numpy()
-        out = np.empty_like(logits)
-        out[np.asarray(order)] = logits
-        return out
+        first = hidden[torch.from_numpy(starts).to(device)]
+        return self.model.classifier(base.pooler.activation(base.pooler.dense(first))).float().cpu().numpy()
+
+    def _encode_flat(self, ids, types, positions, slots, mask, n_rows: int, width: int) -> torch.Tensor:
+        """BERT's encoder on (tokens, hidden) states; attention on (rows, heads, width, head size)."""
+        base = self.model.base_model
+        emb = base.embeddings
+        x = emb.LayerNorm(emb.word_embeddings(ids) + emb.token_type_embeddings(types)
+                          + emb.position_embeddings(positions))
+        for layer in base.encoder.layer:
+            attention = layer.attention.self
+            heads, size = attention.num_attention_heads, attention.attention_head_size
+            qkv = torch.cat([attention.query(x), attention.key(x), attention.value(x)], dim=1)
+            packed = qkv.new_zeros(n_rows * width, qkv.shape[1])
+            packed[slots] = qkv
+            q, k, v = packed.view(n_rows, width, 3, heads, size).permute(2, 0, 3, 1, 4)
+            context = torch.nn.functional.scaled_dot_product_attention(q, k, v, attn_mask=mask,
+                                                                       scale=attention.scaling)
+            context = context.transpose(1, 2).reshape(n_rows * width, heads * size)[slots]
+            x = layer.attention.output.LayerNorm(layer.attention.output.dense(context) + x)
+            x = layer.output.LayerNorm(layer.output.dense(layer.intermediate.intermediate_act_fn(
+                layer.intermediate.dense(x))) + x)
+        return x
 
 
 def quantize_int8(model):
@@ -133,10 +159,20 @@ def quantize_int8(model):
 
 
 def packable(model) -> bool:
-    """BERT-style classifiers: absolute position ids, a [CLS] pooler and a linear head on it."""
+    """BERT encoders (absolute positions, post-layer-norm, not a decoder) with a [CLS] pooler and a linear
+    head: the layers `forward_packed` runs itself."""
     base = getattr(model, "base_model", None)
-    return (getattr(model.config, "model_type", None) == "bert" and type(model).__name__ == "BertForSequenceClassification"
-            and getattr(base, "pooler", None) is not None and hasattr(model, "classifier"))
+    config = model.config
+    if not (getattr(config, "model_type", None) == "bert" and type(model).__name__ == "BertForSequenceClassification"
+            and getattr(base, "pooler", None) is not None and hasattr(model, "classifier")
+            and not getattr(config, "is_decoder", False)
+            and getattr(config, "position_embedding_type", "absolute") == "absolute"):
+        return False
+    layer = base.encoder.layer[0]
+    return all(hasattr(obj, name) for obj, name in (
+        (layer.attention.self, "query"), (layer.attention.self, "key"), (layer.attention.self, "value"),
+        (layer.attention.self, "scaling"), (layer.attention.output, "dense"), (layer.attention.output, "LayerNorm"),
+        (layer.intermediate, "intermediate_act_fn"), (layer.output, "dense"), (layer.output, "LayerNorm")))
 
 
 def pack_rows(lengths: Sequence[int], width: int) -> list[list[int]]:
