@@ -127,9 +127,21 @@ def start(cmd: list[str], env: dict, port: int, timeout: float = 180) -> subproc
 
 
 def cpu_seconds(pid: int) -> float:
-    """User + system CPU time of a process so far (Linux /proc)."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    """User + system CPU time so far of a process and its live descendants (model worker processes) (Linux /proc)."""
+    stats: dict[int, tuple[int, float]] = {}  # pid → (parent pid, CPU seconds)
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+            except OSError:
+                continue  # it exited meanwhile
+            stats[int(entry.name)] = (int(fields[1]), (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK"))
+    tree, total = {pid}, 0.0
+    for p in sorted(stats):  # children have larger pids than their parents here (no pid wrap-around in a run)
+        if p in tree or stats[p][0] in tree:
+            tree.add(p)
+            total += stats[p][1]
+    return total
 
 
 def measured(proc: subprocess.Popen, run) -> dict:
