@@ -6,8 +6,12 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
+import subprocess
+import sys
 import time
 
+import httpx
 import numpy as np
 import pytest
 from fastapi.testclient import TestClient
@@ -20,7 +24,7 @@ from modelshop.serve.runners import TransformerRunner
 from modelshop.serve.workers import ProcessWorkers
 from modelshop.train import TrainConfig, run_training
 
-from .helpers import AUTH, FAST, make_settings
+from .helpers import AUTH, FAST, KEY, make_settings
 
 TEXTS = ["great product, works well", "awful service, never again", "late delivery and rude staff, the worst"]
 
@@ -96,6 +100,68 @@ def test_a_killed_worker_is_replaced_and_its_batch_retried(toy_path):
         workers.close()
     wait_gone([second])
     assert np.allclose(np.stack(workers.run(batch)), expected, atol=1e-6)  # after close: in this process
+
+
+def test_a_worker_killed_under_the_server_is_counted_and_replaced(served_settings):
+    settings = make_settings(served_settings.home, serve_processes=True, serve_workers=1)
+    with TestClient(create_app(settings)) as c:
+        workers = c.app.state.service.pool.served["toy"].processes
+        (first,) = workers.pids()
+        os.kill(first, signal.SIGKILL)
+        wait_gone([first])
+        r = c.post("/predict?model=toy", json={"inputs": TEXTS[0]}, headers=AUTH)
+        assert r.status_code == 200, r.text
+        assert workers.pids() != [first]
+        assert 'modelshop_worker_restarts_total{model="toy:1"} 1.0' in c.get("/metrics", headers=AUTH).text
+
+
+def test_killing_the_server_leaves_no_worker_behind(served_settings):
+    port = free_port()
+    env = {**os.environ, "MODELSHOP_HOME": str(served_settings.home), "MODELSHOP_ADMIN_KEY": KEY,
+           "MODELSHOP_PROGRESS": "false", "MODELSHOP_SERVE_PROCESSES": "true", "MODELSHOP_SERVE_WORKERS": "2",
+           "MODELSHOP_DEFAULT_MODEL": "toy"}
+    proc = subprocess.Popen([sys.executable, "-c", "from modelshop.cli import main; main()", "serve", "--port",
+                             str(port)], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 90
+        while True:
+            try:
+                if httpx.get(f"http://127.0.0.1:{port}/health").status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            assert time.monotonic() < deadline and proc.poll() is None, "server did not come up"
+            time.sleep(0.1)
+        assert httpx.post(f"http://127.0.0.1:{port}/predict", json={"inputs": TEXTS[0]}, headers=AUTH).is_success
+        family = descendants(proc.pid)
+        assert len(family) >= 2  # the fork server and the workers (the toy model's and any others)
+    finally:
+        proc.kill()
+        proc.wait()
+    wait_gone(family)
+
+
+def descendants(pid: int) -> list[int]:
+    parents = {}
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/stat") as f:
+                    parents[int(entry)] = int(f.read().rsplit(")", 1)[1].split()[1])
+            except (FileNotFoundError, ProcessLookupError):
+                continue
+    found, frontier = [], [pid]
+    while frontier:
+        children = [p for p, parent in parents.items() if parent in frontier]
+        found += children
+        frontier = children
+    return found
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
 
 
 def test_a_failing_batch_says_why_and_the_worker_goes_on(toy_path):

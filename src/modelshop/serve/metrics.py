@@ -31,6 +31,8 @@ class Metrics:
         self.dropped = Counter("modelshop_dropped_inputs", "inputs dropped before inference: their client left",
                                ["model"], registry=r)
         self.overloaded = Counter("modelshop_overloaded", "requests refused with 429: all slots taken", registry=r)
+        self.worker_restarts = Counter("modelshop_worker_restarts", "model worker processes that died and were "
+                                       "started again", ["model"], registry=r)
         self.swaps = Counter("modelshop_model_swaps", "new production versions swapped in while serving",
                              ["model"], registry=r)
 

@@ -120,7 +120,7 @@ def _wrap(name, version, version_id, family, fmt, labels, multi_label, predictor
     processes = None
     if spawn is not None and serve_processes(settings):
         processes = ProcessWorkers(*spawn, n=workers, threads=serve_threads(settings), label=label,
-                                   fallback=runner.run)
+                                   fallback=runner.run, on_restart=metrics.worker_restarts.labels(label).inc)
         processes.start()
     batcher = Batcher(label, processes.run if processes else runner.run, max_batch_tokens=settings.max_batch_tokens,
                       max_batch_requests=settings.max_batch_requests, max_wait_ms=settings.max_wait_ms,

@@ -104,10 +104,11 @@ class ProcessWorkers:
     """`n` processes each holding the runner `factory(*args)` builds; `run` sends a batch to a free one."""
 
     def __init__(self, factory: Callable[..., Any], args: tuple, *, n: int, threads: int, label: str,
-                 fallback: Callable[[list[Any]], Any]) -> None:
+                 fallback: Callable[[list[Any]], Any], on_restart: Callable[[], None] | None = None) -> None:
         self.factory, self.args = factory, args
         self.n, self.threads, self.label = n, threads, label
         self.fallback = fallback
+        self.on_restart = on_restart
         self._ctx = worker_context()
         self._idle: queue.SimpleQueue[_Child] = queue.SimpleQueue()
         self._children: list[_Child] = []
@@ -169,6 +170,8 @@ class ProcessWorkers:
 
     def _replace(self, dead: _Child) -> _Child:
         dead.kill()
+        if self.on_restart is not None:
+            self.on_restart()
         with self._lock:
             index = self._children.index(dead)
             self._children.remove(dead)
