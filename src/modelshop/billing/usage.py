@@ -113,19 +113,30 @@ def _add_to_counters(s: Session, fresh: list[Metered]) -> None:
         t[0] += m.requests
         t[1] += m.tokens
         t[2] += m.characters
-    dialect = s.get_bind().dialect.name
-    if dialect == "postgresql":
-        from sqlalchemy.dialects.postgresql import insert as upsert
-    else:
-        from sqlalchemy.dialects.sqlite import insert as upsert
     # sorted, so concurrent replicas lock counter rows in the same order (no deadlock)
     rows = [{"customer_id": c, "month": month, "requests": r, "tokens": t, "characters": ch}
             for (c, month), (r, t, ch) in sorted(totals.items())]
-    stmt = upsert(UsageCounter).values(rows)
-    stmt = stmt.on_conflict_do_update(
-        index_elements=["customer_id", "month"],
-        set_={col: getattr(UsageCounter, col) + getattr(stmt.excluded, col) for col in METRIC_COLUMNS})
-    s.execute(stmt)
+    s.execute(_counter_upsert(s.get_bind().dialect.name), rows)
+
+
+_UPSERTS: dict[str, object] = {}
+
+
+def _counter_upsert(dialect: str):
+    """Add to a customer's month counters, creating the row if need be: one statement per dialect,
+    built once (so it is compiled once and cached, not rebuilt with its values for every batch)."""
+    stmt = _UPSERTS.get(dialect)
+    if stmt is None:
+        if dialect == "postgresql":
+            from sqlalchemy.dialects.postgresql import insert as upsert
+        else:
+            from sqlalchemy.dialects.sqlite import insert as upsert
+        table = UsageCounter.__table__
+        base = upsert(table)
+        stmt = _UPSERTS[dialect] = base.on_conflict_do_update(
+            index_elements=["customer_id", "month"],
+            set_={col: table.c[col] + base.excluded[col] for col in METRIC_COLUMNS})
+    return stmt
 
 
 def stored_reply(db: Database, customer_id: int, idempotency_key: str) -> IdempotencyRecord | None:
