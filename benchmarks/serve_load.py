@@ -144,12 +144,20 @@ def cpu_seconds(pid: int) -> float:
     return total
 
 
+def own_cpu_seconds(pid: int) -> float:
+    """User + system CPU time of the process itself, not its children (Linux /proc)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def measured(proc: subprocess.Popen, run) -> dict:
-    """`run()`'s figures plus the server's and this process's CPU seconds per request."""
-    server0, client0 = cpu_seconds(proc.pid), time.process_time()
+    """`run()`'s figures plus the server's (with its worker processes; and its own process alone) and this
+    process's CPU milliseconds per request."""
+    server0, main0, client0 = cpu_seconds(proc.pid), own_cpu_seconds(proc.pid), time.process_time()
     result = run()
     n = max(result["requests"], 1)
     result["server_cpu_ms"] = round(1000 * (cpu_seconds(proc.pid) - server0) / n, 2)
+    result["server_main_cpu_ms"] = round(1000 * (own_cpu_seconds(proc.pid) - main0) / n, 2)
     result["client_cpu_ms"] = round(1000 * (time.process_time() - client0) / n, 2)
     return result
 
@@ -186,13 +194,18 @@ def our_server_metrics(port: int) -> dict:
     import httpx
 
     text = httpx.get(f"http://127.0.0.1:{port}/metrics", headers={"Authorization": f"Bearer {KEY}"}).text
-    values = {}
+    values: dict[str, float] = {}
     for line in text.splitlines():
-        if line.startswith(("modelshop_batch_size_sum", "modelshop_batch_size_count")):
-            values[line.split("{")[0]] = float(line.rsplit(" ", 1)[-1])
-    count = values.get("modelshop_batch_size_count", 0)
-    return {"batches": int(count), "mean_batch": round(values.get("modelshop_batch_size_sum", 0) / count, 1)
-            if count else None}
+        if line.startswith("modelshop_") and line.split("{")[0].endswith(("_sum", "_count")):
+            values[line.split("{")[0]] = values.get(line.split("{")[0], 0.0) + float(line.rsplit(" ", 1)[-1])
+
+    def mean(name: str, scale: float = 1.0) -> float | None:
+        count = values.get(f"modelshop_{name}_count", 0)
+        return round(scale * values.get(f"modelshop_{name}_sum", 0) / count, 1) if count else None
+
+    return {"batches": int(values.get("modelshop_batch_size_count", 0)), "mean_batch": mean("batch_size"),
+            "queue_ms": mean("queue_seconds", 1000), "tokenize_ms": mean("tokenization_seconds", 1000),
+            "batch_ms": mean("inference_seconds", 1000)}
 
 
 def start_ours(home: Path, name: str, gate: str, args) -> tuple[subprocess.Popen, int]:
@@ -446,7 +459,10 @@ def main() -> None:
         cpu = f"{r['server_cpu_ms']} / {r['client_cpu_ms']}" if "server_cpu_ms" in r else ""
         print(f"{label:42s} {r['req_per_s']:8.1f} {r.get('p50_ms') or '':>8} {r.get('p95_ms') or '':>8} "
               f"{r.get('p99_ms') or '':>8}  {agree!s:5s}  {errors!s:6s}  {cpu}")
-    print(f"(a) batches: {a['batches']}, mean inputs per batch {a['mean_batch']}")
+    print(f"(a) batches: {a['batches']}, mean inputs per batch {a['mean_batch']}, mean forward per batch "
+          f"{a['batch_ms']} ms; per input: queued {a['queue_ms']} ms, tokenising (per request) {a['tokenize_ms']} "
+          f"ms; server CPU {a['server_cpu_ms']} ms per request, of which the HTTP process "
+          f"{a['server_main_cpu_ms']} ms (the rest: its model worker processes)")
     print("targets:")
     print(f"  (a) / (c) = {a['req_per_s'] / c['sorted64']['req_per_s']:.2f} (≥ 0.8)   "
           f"[vs arrival-order batches: {a['req_per_s'] / c['arrival32']['req_per_s']:.2f}"
