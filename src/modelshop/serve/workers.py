@@ -37,6 +37,8 @@ def worker_context():
     """Workers start from a fork server that has imported torch and transformers once (a fresh
     interpreter per worker would import them again, seconds each); never a plain fork of the server,
     whose torch thread pools and event loop threads a child must not inherit mid-use."""
+    if "forkserver" not in multiprocessing.get_all_start_methods():  # Windows
+        return multiprocessing.get_context("spawn")
     ctx = multiprocessing.get_context("forkserver")
     ctx.set_forkserver_preload(["torch", "transformers", "modelshop.serve.pool"])
     return ctx
