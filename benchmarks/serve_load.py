@@ -132,10 +132,9 @@ def cpu_seconds(pid: int) -> float:
     for entry in Path("/proc").iterdir():
         if entry.name.isdigit():
             try:
-                fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+                stats[int(entry.name)] = _stat(int(entry.name))
             except OSError:
                 continue  # it exited meanwhile
-            stats[int(entry.name)] = (int(fields[1]), (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK"))
     tree, total = {pid}, 0.0
     for p in sorted(stats):  # children have larger pids than their parents here (no pid wrap-around in a run)
         if p in tree or stats[p][0] in tree:
@@ -144,10 +143,15 @@ def cpu_seconds(pid: int) -> float:
     return total
 
 
-def own_cpu_seconds(pid: int) -> float:
-    """User + system CPU time of the process itself, not its children (Linux /proc)."""
+def _stat(pid: int) -> tuple[int, float]:
+    """A process's parent pid and its own user + system CPU seconds so far (Linux /proc)."""
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    return int(fields[1]), (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def own_cpu_seconds(pid: int) -> float:
+    """CPU time of the process itself, not its children."""
+    return _stat(pid)[1]
 
 
 def measured(proc: subprocess.Popen, run) -> dict:

@@ -37,6 +37,27 @@ def write_toy(folder: Path) -> tuple[Path, Path]:
     return train, evaluation
 
 
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_healthy(port: int, proc, seconds: float = 90) -> None:
+    """Until the server process `proc` answers /health on `port` (fails if it exits or takes too long)."""
+    import httpx
+
+    deadline = time.monotonic() + seconds
+    while True:
+        try:
+            if httpx.get(f"http://127.0.0.1:{port}/health").status_code == 200:
+                return
+        except httpx.TransportError:
+            pass
+        assert time.monotonic() < deadline and proc.poll() is None, "server did not come up"
+        time.sleep(0.1)
+
+
 @contextlib.contextmanager
 def live_server(app):
     """A real uvicorn server on a free loopback port, in a thread; yields its base URL."""

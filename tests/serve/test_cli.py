@@ -4,10 +4,8 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import httpx
@@ -17,7 +15,7 @@ from modelshop.cli import main
 from modelshop.settings import get_settings
 from modelshop.train import TrainConfig, run_training
 
-from .helpers import AUTH, KEY
+from .helpers import AUTH, KEY, free_port, wait_healthy
 
 
 def one_line_error(capsys, argv) -> str:
@@ -48,9 +46,7 @@ def test_optimize_needs_data(settings, capsys):
 
 
 def test_serve_command_prints_the_url_and_serves(fresh_settings):
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+    port = free_port()
     env = {**os.environ, "MODELSHOP_HOME": str(fresh_settings.home), "MODELSHOP_ADMIN_KEY": KEY,
            "PYTHONUNBUFFERED": "1", "MODELSHOP_PROGRESS": "false"}
     exe = Path(sys.executable).with_name("modelshop")
@@ -60,15 +56,7 @@ def test_serve_command_prints_the_url_and_serves(fresh_settings):
     try:
         line = proc.stdout.readline()
         assert line.startswith(f"serving fast:1 at http://127.0.0.1:{port}"), line
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                if httpx.get(f"http://127.0.0.1:{port}/health").status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            assert time.monotonic() < deadline and proc.poll() is None, "server did not come up"
-            time.sleep(0.1)
+        wait_healthy(port, proc, 60)
         r = httpx.post(f"http://127.0.0.1:{port}/predict", json={"inputs": "terrible, broken"}, headers=AUTH)
         assert r.status_code == 200 and r.json()[0]["label"] == "bad"
     finally:

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -24,7 +23,7 @@ from modelshop.serve.runners import TransformerRunner
 from modelshop.serve.workers import ProcessWorkers
 from modelshop.train import TrainConfig, run_training
 
-from .helpers import AUTH, FAST, KEY, make_settings
+from .helpers import AUTH, FAST, KEY, free_port, make_settings, wait_healthy
 
 TEXTS = ["great product, works well", "awful service, never again", "late delivery and rude staff, the worst"]
 
@@ -123,15 +122,7 @@ def test_killing_the_server_leaves_no_worker_behind(served_settings):
     proc = subprocess.Popen([sys.executable, "-c", "from modelshop.cli import main; main()", "serve", "--port",
                              str(port)], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
-        deadline = time.monotonic() + 90
-        while True:
-            try:
-                if httpx.get(f"http://127.0.0.1:{port}/health").status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            assert time.monotonic() < deadline and proc.poll() is None, "server did not come up"
-            time.sleep(0.1)
+        wait_healthy(port, proc)
         assert httpx.post(f"http://127.0.0.1:{port}/predict", json={"inputs": TEXTS[0]}, headers=AUTH).is_success
         family = descendants(proc.pid)
         assert len(family) >= 2  # the fork server and the workers (the toy model's and any others)
@@ -156,12 +147,6 @@ def descendants(pid: int) -> list[int]:
         found += children
         frontier = children
     return found
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def test_a_failing_batch_says_why_and_the_worker_goes_on(toy_path):

@@ -23,7 +23,7 @@ from modelshop.errors import ModelError, NotFound, ValidationError, did_you_mean
 from modelshop.registry import Registry
 from modelshop.serve.batcher import Batcher
 from modelshop.serve.metrics import Metrics
-from modelshop.serve.runners import Encoded, Seq, TfidfRunner, TransformerRunner
+from modelshop.serve.runners import Encoded, Seq, TfidfRunner, TransformerRunner, ready
 from modelshop.serve.workers import ProcessWorkers
 from modelshop.settings import Settings
 
@@ -114,11 +114,10 @@ def _wrap(name, version, version_id, family, fmt, labels, multi_label, predictor
     """`spawn`: (factory, args) that build this runner in a worker process, for PyTorch models."""
     label = f"{name}:{version}" if version is not None else name
     workers = serve_workers(settings)
-    runner.run(runner.prepare([("warm up the first batch", None)], True))  # first calls allocate
-    if hasattr(runner, "calibrate") and not getattr(predictor, "packable", False):  # packed: never split
-        log.info("%s: a forward call costs about %d padded tokens", label, runner.calibrate())
+    in_processes = spawn is not None and serve_processes(settings)
+    ready(runner, label, calibrate=not in_processes)  # with worker processes, each gets its own runner ready
     processes = None
-    if spawn is not None and serve_processes(settings):
+    if in_processes:
         processes = ProcessWorkers(*spawn, n=workers, threads=serve_threads(settings), label=label,
                                    fallback=runner.run, on_restart=metrics.worker_restarts.labels(label).inc)
         processes.start()

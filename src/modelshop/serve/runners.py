@@ -11,6 +11,7 @@ truncation state per call and must not be used from two threads at once.
 
 from __future__ import annotations
 
+import logging
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -32,6 +33,17 @@ class Encoded:
     text: str | None              # the text itself (tfidf)
     tokens: int                   # tokens after any truncation: what is computed and metered
     truncated: bool = False
+
+
+log = logging.getLogger("modelshop.serve")
+
+
+def ready(runner: Any, label: str, *, calibrate: bool = True) -> None:
+    """Make a runner ready to serve: a first batch (first calls allocate) and, for a model run padded,
+    its measured cost per forward call (packed models are never split, so they need none)."""
+    runner.run(runner.prepare([("warm up the first batch", None)], True))
+    if calibrate and hasattr(runner, "calibrate") and not getattr(runner.model, "packable", False):
+        log.info("%s: a forward call costs about %d padded tokens", label, runner.calibrate())
 
 
 def too_long(index: int, n_tokens: int, limit: int, what: str) -> PayloadTooLarge:

@@ -55,8 +55,10 @@ def _child(conn: Connection, factory: Callable[..., Any], args: tuple, threads: 
         import torch
 
         torch.set_num_threads(threads)
+        from modelshop.serve.runners import ready
+
         runner = factory(*args)
-        runner.run(runner.prepare([("warm up the first batch", None)], True))  # first calls allocate
+        ready(runner, f"worker {os.getpid()}")
     except BaseException as e:  # noqa: BLE001 - the parent reports why this worker could not start
         conn.send(("failed", f"{type(e).__name__}: {e}"))
         return
