@@ -44,6 +44,9 @@ class Settings(BaseSettings):
         1.0, ge=0, le=60, description="seconds a server reuses what it read of an API key (status, expiry, "
         "scopes, its customer's status and plan) before reading it again; changes made through the same "
         "process apply at once, others within this time; 0: read on every call")
+    idempotency_claim_s: float = Field(
+        60.0, gt=0, le=3600, description="seconds an Idempotency-Key stays claimed by a call under way: a "
+        "duplicate meanwhile gets 409; a claim left by a server that died is taken over after this")
     rate_limit_prefix: str = Field(
         "modelshop", description="Redis key prefix of rate-limit buckets; one per deployment sharing a Redis")
     serving_cost_currency: str = Field("USD", description="currency of the serving_cost_* rates")

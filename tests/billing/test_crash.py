@@ -6,7 +6,9 @@ SIGKILLed. Then, straight from the database:
   - every call answered 200 is in the usage ledger exactly once (the reply left after the commit);
   - every call cut off by the kill is in it at most once;
 and after a restart on the same database, retrying the cut-off calls with their Idempotency-Key
-makes every call appear exactly once, while retries of calls already answered get the stored reply
+makes every call appear exactly once (a cut-off call's key stays claimed until
+`idempotency_claim_s` has passed, so its retry gets 409 with Retry-After until then, as a client
+retrying a crashed call would see it), while retries of calls already answered get the stored reply
 back (`x-idempotent-replay: true`, same body) without a second event. The monthly counters that
 quota checks read agree with the ledger (same transaction). The server's log never holds a key.
 """
@@ -31,6 +33,7 @@ CALLS = 240          # calls in the load
 CONCURRENCY = 24     # in flight at once
 KILL_AFTER = 60      # answered calls before the SIGKILL
 TIMEOUT = httpx.Timeout(30.0)
+CLAIM_S = 2.0        # how long a cut-off call keeps its Idempotency-Key claimed
 
 
 @pytest.fixture(params=["postgresql", "sqlite"])
@@ -86,9 +89,23 @@ async def _load_and_kill(server: ServerProcess, key: str) -> dict[int, tuple]:
 
 
 async def _retry(url: str, key: str, indices: list[int]) -> dict[int, tuple]:
+    """Retry each call as a client would: again after Retry-After while its key is still claimed (409)."""
     limits = httpx.Limits(max_connections=8)
+    conflicts = 0
+
+    async def until_done(client, i):
+        nonlocal conflicts
+        for _ in range(20):
+            kind, r = await _call(client, url, key, i)
+            if kind != 409:
+                return kind, r
+            conflicts += 1
+            await asyncio.sleep(float(r.headers["Retry-After"]))
+        return kind, r
+
     async with httpx.AsyncClient(timeout=TIMEOUT, limits=limits) as client:
-        done = await asyncio.gather(*(_call(client, url, key, i) for i in indices))
+        done = await asyncio.gather(*(until_done(client, i) for i in indices))
+    print(f"retries answered 409 (key still claimed by a call cut off by the kill): {conflicts}")
     return dict(zip(indices, done, strict=True))
 
 
@@ -110,7 +127,8 @@ def test_sigkill_mid_load_loses_no_answered_call_and_bills_none_twice(tmp_path, 
     db, customer_id, key = _setup(tmp_path, monkeypatch, database_url)
     home = get_settings().home
     logs = tmp_path / "server.log"
-    server = ServerProcess(home, database_url, log=logs).wait_healthy()
+    claim = {"MODELSHOP_IDEMPOTENCY_CLAIM_S": str(CLAIM_S)}
+    server = ServerProcess(home, database_url, log=logs, extra_env=claim).wait_healthy()
     wrong = [key[:-1] + ("A" if key[-1] != "A" else "B"), "ms_live_" + "w" * 43]
     try:
         for bad in wrong:
@@ -138,7 +156,7 @@ def test_sigkill_mid_load_loses_no_answered_call_and_bills_none_twice(tmp_path, 
           f"of which {len(committed_but_cut)} were metered before the kill")
 
     # restart on the same database; retry the cut-off calls and a few answered ones with the same keys
-    server = ServerProcess(home, database_url, log=logs).wait_healthy()
+    server = ServerProcess(home, database_url, log=logs, extra_env=claim).wait_healthy()
     try:
         again = sorted(answered)[:: max(1, len(answered) // 10)]
         retried = asyncio.run(_retry(server.url, key, sorted(cut) + again))

@@ -8,14 +8,15 @@ import time
 
 import pytest
 from sqlalchemy import func, select
+from sqlalchemy.exc import IntegrityError
 
 from modelshop.billing import BillingGate
 from modelshop.billing.accounts import create_customer, set_status
 from modelshop.billing.committer import GroupCommitter
 from modelshop.billing.keys import create_key
 from modelshop.billing.limits import LocalLimiter
-from modelshop.billing.tables import ApiKey, UsageEvent
-from modelshop.errors import Forbidden, PayloadTooLarge, RateLimited, Unauthorized
+from modelshop.billing.tables import ApiKey, IdempotencyClaim, UsageEvent
+from modelshop.errors import Forbidden, ModelError, PayloadTooLarge, RateLimited, Unauthorized
 from modelshop.serve.gate import Units
 from tests.billing.conftest import ADMIN, make_plans, serve_call
 
@@ -24,6 +25,13 @@ from tests.billing.conftest import ADMIN, make_plans, serve_call
 def customer(sqlite_db, plan_files):
     make_plans(sqlite_db, plan_files, "grad")
     return create_customer(sqlite_db, "Cy", "grad", actor=ADMIN)
+
+
+@pytest.fixture
+def customer_on(db, plan_files):
+    """A customer in the parametrised database (SQLite and PostgreSQL)."""
+    make_plans(db, plan_files, "grad")
+    return create_customer(db, "Cy", "grad", actor=ADMIN)
 
 
 def test_scope_rpm_and_tpm(sqlite_db, customer, settings):
@@ -81,35 +89,102 @@ def test_local_buckets_refill_over_time():
     assert asyncio.run(take(3)) == [True, True, False]
 
 
-def test_retries_racing_the_first_call_are_metered_once(sqlite_db, customer, settings):
+def test_one_idempotency_key_buys_one_answer(sqlite_db, customer, settings):
+    """Stripe's rule: a key names one request. Duplicates that arrive while the first runs get 409 (none
+    of them runs the model), later ones get the first reply, and another request under the key is 422."""
     key = create_key(sqlite_db, customer["id"], actor=ADMIN)["key"]
     gate = BillingGate(settings.model_copy(update={"billing_group_commit_ms": 20.0}), sqlite_db)
+    ran = []
 
     async def go():
-        # 10 copies of one request arrive together: none finds a stored reply, all run, one is metered
-        results = await asyncio.gather(*[serve_call(gate, key, idempotency_key="same") for _ in range(10)])
-        later = await serve_call(gate, key, idempotency_key="same")
-        await gate.close()
-        return results, later
+        release = asyncio.Event()
 
-    results, later = asyncio.run(go())
-    assert [r[0] for r in results] == ["ok"] * 10
-    assert later[0] == "replayed"
+        async def infer():
+            ran.append(1)
+            await release.wait()
+
+        first = asyncio.ensure_future(serve_call(gate, key, idempotency_key="same", infer=infer))
+        while not ran:
+            await asyncio.sleep(0.005)
+        # 9 copies, and 9 requests with other bodies, while the first is still under way
+        copies = await asyncio.gather(*[serve_call(gate, key, idempotency_key="same", infer=infer)
+                                        for _ in range(9)])
+        others = await asyncio.gather(*[serve_call(gate, key, idempotency_key="same", body=f"body-{i}",
+                                                   infer=infer) for i in range(1, 10)])
+        release.set()
+        done = await first
+        later = await serve_call(gate, key, idempotency_key="same", infer=infer)
+        changed = await serve_call(gate, key, idempotency_key="same", body="body-1", infer=infer)
+        await gate.close()
+        return done, copies, others, later, changed
+
+    done, copies, others, later, changed = asyncio.run(go())
+    assert done[0] == "ok" and len(ran) == 1                    # the model ran once, for the first call
+    assert [c[0] for c in copies] == [409] * 9
+    assert "still in progress" in copies[0][1].message and copies[0][1].extra["headers"]["Retry-After"] == "1"
+    assert [o[0] for o in others] == [422] * 9 and "another request" in others[0][1].message
+    assert later[0] == "replayed" and later[1].body == done[1].body
+    assert changed[0] == 422
     with sqlite_db.session() as s:
         assert s.scalar(select(func.count(UsageEvent.id))) == 1
+        assert s.scalar(select(func.count(IdempotencyClaim.id))) == 0   # the stored reply ended the claim
         assert s.scalar(select(ApiKey.last_used_at)) is not None
 
 
-def test_idempotency_key_reused_on_another_route_is_a_conflict(sqlite_db, customer, settings):
-    key = create_key(sqlite_db, customer["id"], actor=ADMIN)["key"]
-    gate = BillingGate(settings, sqlite_db)
+def test_a_failed_call_releases_its_key_so_the_client_can_retry(db, customer_on, settings):
+    key = create_key(db, customer_on["id"], actor=ADMIN)["key"]
+    gate = BillingGate(settings, db)
+
+    async def boom():
+        raise ModelError("the model failed")
 
     async def go():
-        await serve_call(gate, key, idempotency_key="k1", route="/predict")
-        return await serve_call(gate, key, idempotency_key="k1", route="/v1/embeddings")
+        failed = await serve_call(gate, key, idempotency_key="k", infer=boom)
+        retried = await serve_call(gate, key, idempotency_key="k")
+        again = await serve_call(gate, key, idempotency_key="k")
+        await gate.close()
+        return failed, retried, again
 
-    status, error = asyncio.run(go())
-    assert status == 409 and "first used on /predict" in error.message
+    failed, retried, again = asyncio.run(go())
+    assert failed[0] == 500 and retried[0] == "ok" and again[0] == "replayed"
+    with db.session() as s:
+        assert s.scalar(select(func.count(UsageEvent.id))) == 1
+
+
+def test_a_call_that_finds_its_key_used_sends_the_stored_reply(sqlite_db, customer, settings):
+    """A claim left past its time (its server seemed dead) is taken over; when the slow first call
+    then records, it is told the key was used and answers with the stored reply, not its own."""
+    key = create_key(sqlite_db, customer["id"], actor=ADMIN)["key"]
+    gate = BillingGate(settings.model_copy(update={"idempotency_claim_s": 0.05}), sqlite_db)
+
+    async def slow():
+        await asyncio.sleep(0.3)
+
+    async def go():
+        first = asyncio.ensure_future(serve_call(gate, key, idempotency_key="k", infer=slow))
+        await asyncio.sleep(0.15)                                 # the first's claim has expired
+        second = await serve_call(gate, key, idempotency_key="k")
+        return await first, second
+
+    first, second = asyncio.run(go())
+    assert second[0] == "ok" and first[0] == "replayed" and first[1].body == second[1].body
+    with sqlite_db.session() as s:
+        assert s.scalar(select(func.count(UsageEvent.id))) == 1
+
+
+def test_an_integrity_error_other_than_the_key_is_an_error_not_already_metered(sqlite_db, customer, settings):
+    from modelshop.billing import usage
+    from modelshop.db import utcnow
+
+    key_id = create_key(sqlite_db, customer["id"], actor=ADMIN)["id"]
+    item = dict(customer_id=customer["id"], key_id=key_id, route="/predict", model="m:1", requests=1, tokens=1,
+                characters=1, compute_us=1, occurred_at=utcnow())
+    batch = [usage.Metered(request_id="a", idempotency_key="k1", **item),
+             usage.Metered(request_id="b", idempotency_key="k2", **{**item, "key_id": 10**6}),  # no such key
+             usage.Metered(request_id="c", idempotency_key="k1", **item)]
+    results = usage.write_batch(sqlite_db, batch)
+    assert results[0] is True and results[2] is False
+    assert isinstance(results[1], IntegrityError)
 
 
 def test_group_commit_one_transaction_per_window_and_replies_wait_for_it():

@@ -23,7 +23,7 @@ class RecordingGate(AdminKeyGate):
         super().__init__(settings)
         self.admitted, self.recorded, self.stored = [], [], {}
 
-    async def replay(self, principal, idempotency_key, route):
+    async def claim(self, principal, idempotency_key, route, fingerprint, request_id):
         return self.stored.get((idempotency_key, route)) if idempotency_key else None
 
     async def admit(self, principal, model, units):
@@ -68,4 +68,4 @@ def test_async_client_all_routes_and_metering(served_settings, tiny_bert):
     assert routes == ["/predict", "/models/{name}", "/v1/embeddings", "/explain", "/predict"]  # the replay: once
     assert gate.recorded[-1].idempotency_key == "retry-1" and gate.recorded[-1].model == "fast:1"
     assert gate.recorded[0].units.tokens > 0 and gate.recorded[0].units.characters == len("terrible, broken, awful")
-    assert [m for m, _ in gate.admitted] == ["fast", "toy", tiny_bert.name, "toy", "fast"]
+    assert [m for m, _ in gate.admitted] == ["fast:1", "toy:1", tiny_bert.name, "toy:1", "fast:1"]  # NAME:VERSION served

@@ -1,11 +1,15 @@
 """`BillingGate`: the `modelshop.serve.gate.Gate` with customer keys, limits, quotas and the ledger.
 
     authenticate  key → Principal by SHA-256 lookup; revoked/expired → 401 with the reason
-    replay        the stored first reply of a retried Idempotency-Key (not metered again)
+    claim         an Idempotency-Key is taken before inference: the stored reply of the same request
+                  (not metered again), 422 for another request under the key, 409 while the first
+                  call is still under way (see `usage.claim`)
     admit         scope → 403, rpm/tpm buckets → 429 (retry_after + RateLimit data in `extra`),
                   plan quota or prepaid wallet → 402 (both also count the calls admitted and not
                   yet committed, on every replica sharing the Redis)
-    record        the usage event and idempotency record, group-committed, durable before return
+    record        the usage event and idempotency record, group-committed, durable before return;
+                  when the key turns out to be used already, the stored reply to send instead
+    settle        at every request's end: what `admit` held and a claim never recorded go back
 
 Database calls run in worker threads so the event loop keeps serving. No key is ever logged.
 """
@@ -32,7 +36,7 @@ from modelshop.billing.plans import PlanSpec
 from modelshop.billing.pricing import usage_charges_minor
 from modelshop.billing.tables import Customer, Plan
 from modelshop.db import Database, get_database, utcnow
-from modelshop.errors import (Conflict, Forbidden, PayloadTooLarge, PaymentRequired, QuotaExceeded, RateLimited,
+from modelshop.errors import (Forbidden, PayloadTooLarge, PaymentRequired, QuotaExceeded, RateLimited,
                               Unauthorized)
 from modelshop.serve.gate import Call, Principal, StoredReply, Units
 from modelshop.settings import Settings
@@ -42,6 +46,8 @@ _NO_MATCH = keystore.hash_key("no key has this hash")
 QUOTA_HOLD_S = 60.0   # longest a call admitted under a blocking quota holds its units before it is committed
 # quota holds taken by `admit` in this request, given back by `record` once the usage is committed
 _holds: ContextVar[tuple[tuple[str, str, int], ...]] = ContextVar("modelshop_quota_holds", default=())
+# the Idempotency-Key claimed by this request, released by `settle` unless `record` stored its reply
+_claim: ContextVar[usage.Claim | None] = ContextVar("modelshop_idempotency_claim", default=None)
 
 
 class BillingGate:
@@ -109,18 +115,20 @@ class BillingGate:
             self._keys[digest] = (key, time.monotonic(), seen)
         return key
 
-    # --- replay ------------------------------------------------------------------------------
+    # --- claim -------------------------------------------------------------------------------
 
-    async def replay(self, principal: Principal, idempotency_key: str | None, route: str) -> StoredReply | None:
+    async def claim(self, principal: Principal, idempotency_key: str | None, route: str, fingerprint: str,
+                    request_id: str) -> StoredReply | None:
         key = usage.check_idempotency_key(idempotency_key)
         if key is None or principal.customer_id is None:
             return None
-        row = await asyncio.to_thread(usage.stored_reply, self.db, principal.customer_id, key)
-        if row is None:
+        got = await asyncio.to_thread(
+            usage.claim, self.db, principal.customer_id, key, route=route[:100], fingerprint=fingerprint,
+            request_id=request_id[:64], now=self.clock(), ttl_s=self.settings.idempotency_claim_s)
+        if isinstance(got, usage.Claim):
+            _claim.set(got)
             return None
-        if row.route != route:
-            raise Conflict(f"Idempotency-Key was first used on {row.route}, not {route}; use a new key")
-        return StoredReply(status=row.status, body=row.body, headers=dict(row.headers))
+        return _stored(got)
 
     # --- admit -------------------------------------------------------------------------------
 
@@ -227,19 +235,33 @@ class BillingGate:
 
     # --- record ------------------------------------------------------------------------------
 
-    async def record(self, principal: Principal, call: Call, reply: StoredReply) -> None:
-        """Write the call's usage (and its reply when it has an Idempotency-Key); returns once committed."""
+    async def record(self, principal: Principal, call: Call, reply: StoredReply) -> StoredReply | None:
+        """Write the call's usage (and its reply when it has an Idempotency-Key); returns once committed.
+
+        Returns None when this reply is the one metered, or the stored reply of the first call when
+        the key was used meanwhile (the caller sends that one, never its fresh reply).
+        """
         if principal.kind != "customer":
-            return
+            return None
+        key = usage.check_idempotency_key(call.idempotency_key)
         metered = usage.Metered(
             customer_id=principal.customer_id, key_id=principal.key_id, request_id=call.request_id[:64],
             route=call.route[:100], model=call.model[:200], requests=call.units.requests,
             tokens=call.units.tokens, characters=call.units.characters,
             compute_us=round(call.inference_seconds * 1_000_000), occurred_at=self.clock(),
-            idempotency_key=usage.check_idempotency_key(call.idempotency_key),
-            status=reply.status, body=reply.body, headers=dict(reply.headers))
+            idempotency_key=key, status=reply.status, body=reply.body, headers=dict(reply.headers),
+            fingerprint=call.fingerprint)
         try:
-            await self.committer.submit(metered)
+            result = await self.committer.submit(metered)
+            if isinstance(result, Exception):
+                log.error("usage of request %s not recorded", call.request_id, exc_info=result)
+                raise result
+            if key is not None:
+                _claim.set(None)              # the transaction that stored the reply deleted the claim
+            if result is False:
+                first = await asyncio.to_thread(usage.stored_reply, self.db, principal.customer_id, key)
+                return _stored(first)
+            return None
         finally:  # committed (or failed): the ledger now counts it (or it is not billed)
             await self.settle()
 
@@ -247,6 +269,10 @@ class BillingGate:
         """Give back what `admit` held in this request: after `record`, and at the end of every request
         for a call never recorded (it failed after admission, or its client left), so it does not
         block the quota until it expires."""
+        held = _claim.get()
+        if held is not None:
+            _claim.set(None)
+            await asyncio.to_thread(usage.release_claim, self.db, held)
         holds = _holds.get()
         if holds:
             _holds.set(())
@@ -256,6 +282,10 @@ class BillingGate:
     async def close(self) -> None:
         await self.committer.drain()
         await self.limiter.close()
+
+
+def _stored(row) -> StoredReply:
+    return StoredReply(status=row.status, body=row.body, headers=dict(row.headers))
 
 
 def make_gate(settings: Settings, db: Database | None = None) -> BillingGate:

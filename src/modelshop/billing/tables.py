@@ -133,6 +133,27 @@ class IdempotencyRecord(Base):
     body: Mapped[bytes] = mapped_column(LargeBinary)
     headers: Mapped[dict] = mapped_column(JSON)
     created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime)
+    # SHA-256 of the request (method, path, query, canonical body); NULL on rows from before it was kept
+    fingerprint: Mapped[str | None] = mapped_column(String(64))
+
+
+class IdempotencyClaim(Base):
+    """An Idempotency-Key taken by a request still under way: held before inference, so a duplicate
+    that arrives meanwhile is refused (409) instead of getting a second, unmetered answer. Deleted in
+    the transaction that stores the reply, or when the call fails; a claim left by a crashed server
+    can be taken over once it expires."""
+
+    __tablename__ = "billing_idempotency_claims"
+    __table_args__ = (UniqueConstraint("customer_id", "idempotency_key", name="uq_billing_idempotency_claims"),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    customer_id: Mapped[int] = mapped_column(ForeignKey("billing_customers.id"))
+    idempotency_key: Mapped[str] = mapped_column(String(255))
+    route: Mapped[str] = mapped_column(String(100))
+    fingerprint: Mapped[str] = mapped_column(String(64))
+    request_id: Mapped[str] = mapped_column(String(64))        # the claimant: only it may release the claim
+    claimed_at: Mapped[dt.datetime] = mapped_column(UTCDateTime)
+    expires_at: Mapped[dt.datetime] = mapped_column(UTCDateTime)
 
 
 class UsageCounter(Base):

@@ -3,23 +3,34 @@
 A batch is one transaction: usage events, the idempotency records holding each first reply,
 the monthly counters used by quota checks and the keys' last-used times. A call whose
 (customer, Idempotency-Key) is already stored is a retry and is not written again.
+
+An Idempotency-Key names one request (Stripe's rule). Before any inference the key is *claimed*
+(`claim`): a row under a unique constraint, in the database that holds the ledger, so every
+replica sees it. Then, for the same customer and key:
+    stored reply, same request            → that reply again, not metered again
+    stored reply or claim, other request  → 422 (another method, path, query or body)
+    claim of a call still under way       → 409, retry once it has finished
+    claim expired (its server died)       → taken over by the new call
+The transaction that writes the usage event and its reply deletes the claim; a call that fails
+releases it (`release_claim`), so the client can retry.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import hmac
 from collections import defaultdict
 from dataclasses import dataclass, field
 from decimal import Decimal
 
-from sqlalchemy import func, insert, select, update
+from sqlalchemy import delete, func, insert, select, tuple_, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from modelshop.billing.periods import parse_period, period_of
-from modelshop.billing.tables import ApiKey, IdempotencyRecord, UsageCounter, UsageEvent
+from modelshop.billing.tables import ApiKey, IdempotencyClaim, IdempotencyRecord, UsageCounter, UsageEvent
 from modelshop.db import Database
-from modelshop.errors import ValidationError
+from modelshop.errors import Conflict, ValidationError
 
 METRIC_COLUMNS = ("requests", "tokens", "characters")
 
@@ -42,28 +53,37 @@ class Metered:
     status: int = 200
     body: bytes = b""
     headers: dict = field(default_factory=dict)
+    fingerprint: str | None = None
 
 
-def write_batch(db: Database, batch: list[Metered]) -> list[bool]:
-    """Write a batch in one transaction; per item True (metered now) or False (a retry, already metered).
+def write_batch(db: Database, batch: list[Metered]) -> list[bool | Exception]:
+    """Write a batch in one transaction; per item True (metered now), False (its Idempotency-Key was
+    already used: the caller must send the stored reply), or the error that kept it out of the ledger.
 
-    If another replica stored one of the keys meanwhile, the batch is retried item by item so the
-    others still commit.
+    If the batch fails on a constraint, it is retried item by item so the others still commit. Only
+    the idempotency constraint means "already metered"; any other integrity error is that item's
+    error (the call fails with 500 and is not billed), never a silent "already metered".
     """
     try:
         with db.session() as s:
             return _write(s, batch)
     except IntegrityError:
-        if len(batch) == 1:
-            return [False]
-    results = []
+        pass
+    results: list[bool | Exception] = []
     for item in batch:
         try:
             with db.session() as s:
                 results.extend(_write(s, [item]))
-        except IntegrityError:
-            results.append(False)
+        except IntegrityError as e:
+            results.append(False if item.idempotency_key and _key_used(db, item) else e)
     return results
+
+
+def _key_used(db: Database, m: Metered) -> bool:
+    with db.session() as s:
+        return s.scalar(select(IdempotencyRecord.id).where(
+            IdempotencyRecord.customer_id == m.customer_id,
+            IdempotencyRecord.idempotency_key == m.idempotency_key)) is not None
 
 
 def _write(s: Session, batch: list[Metered]) -> list[bool]:
@@ -96,7 +116,10 @@ def _write(s: Session, batch: list[Metered]) -> list[bool]:
         s.execute(insert(IdempotencyRecord), [
             {"customer_id": m.customer_id, "idempotency_key": m.idempotency_key, "route": m.route,
              "request_id": m.request_id, "status": m.status, "body": m.body, "headers": m.headers,
-             "created_at": m.occurred_at} for m in replies])
+             "created_at": m.occurred_at, "fingerprint": m.fingerprint} for m in replies])
+        # the reply is stored: the claims on these keys have done their job
+        s.execute(delete(IdempotencyClaim).where(tuple_(IdempotencyClaim.customer_id, IdempotencyClaim.idempotency_key)
+                                                 .in_([(m.customer_id, m.idempotency_key) for m in replies])))
     _add_to_counters(s, fresh)
     last_used: dict[int, dt.datetime] = {}
     for m in fresh:
@@ -144,6 +167,88 @@ def stored_reply(db: Database, customer_id: int, idempotency_key: str) -> Idempo
         return s.scalars(select(IdempotencyRecord).where(IdempotencyRecord.customer_id == customer_id,
                                                          IdempotencyRecord.idempotency_key == idempotency_key)
                          ).first()
+
+
+@dataclass(frozen=True)
+class Claim:
+    """An Idempotency-Key this request holds until its reply is stored or it fails."""
+
+    customer_id: int
+    idempotency_key: str
+    request_id: str
+
+
+def claim(db: Database, customer_id: int, idempotency_key: str, *, route: str, fingerprint: str,
+          request_id: str, now: dt.datetime, ttl_s: float) -> Claim | IdempotencyRecord:
+    """Take the key for this request, or return the stored reply of the same earlier request.
+
+    Raises ValidationError (422) when the key was used for another request, Conflict (409) while a
+    call holding it is still under way.
+    """
+    expires = now + dt.timedelta(seconds=ttl_s)
+    mine = Claim(customer_id, idempotency_key, request_id)
+    try:
+        with db.session() as s:
+            s.execute(insert(IdempotencyClaim).values(
+                customer_id=customer_id, idempotency_key=idempotency_key, route=route, fingerprint=fingerprint,
+                request_id=request_id, claimed_at=now, expires_at=expires))
+            # a call that stored its reply (and deleted its claim) since: its reply, not a second run
+            record = _record(s, customer_id, idempotency_key)
+            if record is not None:
+                _same_request(record.route, record.fingerprint, route, fingerprint)
+                s.expunge(record)     # keeps what it loaded through the rollback of our claim
+                s.rollback()
+                return record
+            return mine
+    except IntegrityError:
+        pass
+    with db.session() as s:
+        record = _record(s, customer_id, idempotency_key)
+        if record is not None:
+            _same_request(record.route, record.fingerprint, route, fingerprint)
+            return record
+        held = s.scalars(select(IdempotencyClaim).where(IdempotencyClaim.customer_id == customer_id,
+                                                        IdempotencyClaim.idempotency_key == idempotency_key)
+                         ).first()
+        if held is None:   # released between our insert and this read: try once more from the start
+            return claim(db, customer_id, idempotency_key, route=route, fingerprint=fingerprint,
+                         request_id=request_id, now=now, ttl_s=ttl_s)
+        _same_request(held.route, held.fingerprint, route, fingerprint)
+        if held.expires_at > now:
+            wait = (held.expires_at - now).total_seconds()
+            raise Conflict(f"a request with this Idempotency-Key is still in progress (since "
+                           f"{held.claimed_at:%H:%M:%SZ}); retry when it has finished (at most {wait:.0f} s) "
+                           "to get its reply", headers={"Retry-After": "1"})
+        # its server died mid-call: compare-and-set, so of two callers taking it over only one wins
+        taken = s.execute(update(IdempotencyClaim).where(
+            IdempotencyClaim.id == held.id, IdempotencyClaim.request_id == held.request_id).values(
+            request_id=request_id, claimed_at=now, expires_at=expires)).rowcount
+        if taken != 1:
+            raise Conflict("a request with this Idempotency-Key is in progress; retry when it has finished",
+                           headers={"Retry-After": "1"})
+        return mine
+
+
+def release_claim(db: Database, held: Claim) -> None:
+    """Give the key back after a failed call (only the claimant's own claim is deleted)."""
+    with db.session() as s:
+        s.execute(delete(IdempotencyClaim).where(IdempotencyClaim.customer_id == held.customer_id,
+                                                 IdempotencyClaim.idempotency_key == held.idempotency_key,
+                                                 IdempotencyClaim.request_id == held.request_id))
+
+
+def _record(s: Session, customer_id: int, idempotency_key: str) -> IdempotencyRecord | None:
+    return s.scalars(select(IdempotencyRecord).where(IdempotencyRecord.customer_id == customer_id,
+                                                     IdempotencyRecord.idempotency_key == idempotency_key)).first()
+
+
+def _same_request(first_route: str, first_fingerprint: str | None, route: str, fingerprint: str) -> None:
+    if first_route != route:
+        raise ValidationError(f"Idempotency-Key was first used on {first_route}, not {route}; "
+                              "use a new key for a new request")
+    if first_fingerprint is not None and not hmac.compare_digest(first_fingerprint, fingerprint):
+        raise ValidationError("Idempotency-Key was first used with another request (method, path, model or "
+                              "body differ); send the same request to get its reply, or use a new key")
 
 
 def month_totals(s: Session, customer_id: int, months: list[str]) -> dict[str, int]:

@@ -3,10 +3,14 @@
 Every metered route goes through one `Gate`:
 
     principal = await gate.authenticate(token)                 # 401 Unauthorized
-    replay = await gate.replay(principal, idempotency_key)     # a retried request: return the stored reply
-    await gate.admit(principal, model, units)                  # 403 scope, 429 rate, 402 quota/wallet
+    stored = await gate.claim(principal, idempotency_key, route, fingerprint, request_id)
+                                                               # the key taken before any work: a retried
+                                                               # request gets its stored reply; 409 while
+                                                               # the first is under way, 422 for another
+    await gate.admit(principal, model_ref, units)              # 403 scope, 429 rate, 402 quota/wallet
     ... inference ...
-    await gate.record(principal, call, reply)                  # durable before the reply is sent
+    stored = await gate.record(principal, call, reply)         # durable before the reply is sent; a key
+                                                               # used meanwhile: send `stored` instead
     await gate.settle()                                        # every request's end: free what was not recorded
 
 `AdminKeyGate` (here) only knows the admin key; `modelshop.billing` provides the gate with
@@ -51,6 +55,7 @@ class Call:
     units: Units
     idempotency_key: str | None = None
     inference_seconds: float = 0.0
+    fingerprint: str | None = None  # SHA-256 of method, path, query and body: what the key names
     extra: dict = field(default_factory=dict)
 
 
@@ -63,9 +68,10 @@ class StoredReply:
 
 class Gate(Protocol):
     async def authenticate(self, token: str | None) -> Principal: ...
-    async def replay(self, principal: Principal, idempotency_key: str | None, route: str) -> StoredReply | None: ...
+    async def claim(self, principal: Principal, idempotency_key: str | None, route: str, fingerprint: str,
+                    request_id: str) -> StoredReply | None: ...
     async def admit(self, principal: Principal, model: str, units: Units) -> None: ...
-    async def record(self, principal: Principal, call: Call, reply: StoredReply) -> None: ...
+    async def record(self, principal: Principal, call: Call, reply: StoredReply) -> StoredReply | None: ...
     async def settle(self) -> None: ...
     async def close(self) -> None: ...
 
@@ -83,13 +89,14 @@ class AdminKeyGate:
             raise Unauthorized("invalid API key")
         return Principal(kind="admin", label="admin")
 
-    async def replay(self, principal: Principal, idempotency_key: str | None, route: str) -> StoredReply | None:
+    async def claim(self, principal: Principal, idempotency_key: str | None, route: str, fingerprint: str,
+                    request_id: str) -> StoredReply | None:
         return None
 
     async def admit(self, principal: Principal, model: str, units: Units) -> None:
         return None
 
-    async def record(self, principal: Principal, call: Call, reply: StoredReply) -> None:
+    async def record(self, principal: Principal, call: Call, reply: StoredReply) -> StoredReply | None:
         return None
 
     async def settle(self) -> None:

@@ -74,7 +74,7 @@ class Service:
             encoded, tokenize_s = await served.prepare(seqs, truncate, direction.lower())
             units = Units(requests=1, tokens=sum(e.tokens for e in encoded),
                           characters=sum(len(a) + len(b or "") for a, b in seqs))
-            await self.gate.admit(principal, served.name, units)
+            await self.gate.admit(principal, served.ref, units)   # NAME:VERSION: keys scoped to a version work
             results = await until_disconnect(request, served.batcher.submit(encoded, [e.tokens for e in encoded]))
         batches = {r.batch_id: r.inference_s for r in results}
         return Outcome([r.output for r in results], units, max(r.queue_s for r in results),

@@ -32,7 +32,7 @@ async def explain(body: ExplainRequest, request: Request, model: ModelQuery = No
     with service.slots.take():
         encoded, tokenize_s = await served.prepare(seqs, service.truncate(body.truncate), "right")
         units = Units(requests=1, tokens=encoded[0].tokens, characters=len(body.inputs))
-        await service.gate.admit(caller.principal, served.name, units)
+        await service.gate.admit(caller.principal, served.ref, units)
 
         def work() -> dict:
             if served.family == "tfidf":
