@@ -155,6 +155,11 @@ class Settings(BaseSettings):
         500, ge=1, description="longest text the playground accepts, in characters")
     storefront_signup_rpm: int = Field(
         3, ge=1, description="storefront signups per minute from one client address (each makes a customer and a key)")
+    console_cookie_secure: bool | None = Field(
+        None, description="mark the console's session cookie Secure (the browser sends it over HTTPS only); "
+        "default: Secure unless MODELSHOP_ENV=development and MODELSHOP_HOST is a loopback address (127.0.0.1, "
+        "localhost, ::1), and always on a request that came over HTTPS; false: let a plain-HTTP console work "
+        "from other machines (never in production: the cookie could then be read on the network)")
 
     @model_validator(mode="after")
     def _no_placeholder_secrets(self) -> Settings:

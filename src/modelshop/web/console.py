@@ -1,15 +1,19 @@
 """The console: server-rendered pages for the operator (admin key) and a scoped view for a partner.
 
-Login pastes a key into a form; the key goes into an HttpOnly, SameSite=Strict cookie scoped to
-/console (never into a URL) and is checked on every request: through the server's gate for an
-admin key, through `channels.partners.authenticate` for a partner key, which only ever reaches
-/console/partner and the partner's own rows. Every form that changes something carries a CSRF
-token derived from the key. Pages call the same library functions as the CLI and the JSON API.
+Login pastes a key into a form (never a URL); the key is checked once, through the server's gate
+for an admin key and through `channels.partners.authenticate` for a partner key, and opens a
+server-side session (`web.sessions`): the cookie holds only a random session id (HttpOnly,
+SameSite=Lax, Path=/console, 12 hours, Secure outside local development: see
+`deps.secure_console_cookie`). Each request checks the session and the key behind it, so logout
+and key revocation end it at once. Every form that changes something carries the session's CSRF
+token (the login form a token of its own, double-submitted in a short-lived cookie). Admin pages
+are refused to a partner session; a partner session reaches only /console/partner and its own
+payout statements. Pages call the same library functions as the CLI and the JSON API.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import secrets
 from functools import partial
 
 from fastapi import APIRouter, Request
@@ -25,54 +29,74 @@ from modelshop.channels import analytics, attribution, channels, commissions, pa
 from modelshop.channels.tables import Attribution, Channel
 from modelshop.db import utcnow
 from modelshop.errors import Forbidden, ModelshopError, Unauthorized
-from modelshop.web import charts
-from modelshop.web.deps import csrf_token, database, form, render, set_cookie, settings
+from modelshop.web import charts, sessions
+from modelshop.web.deps import database, form, render, same_token, secure_console_cookie, set_cookie, settings
+from modelshop.web.sessions import Login
+from modelshop.web.sessions import Session as User
 from modelshop.web.store import production, registry_of
 
 router = APIRouter(prefix="/console", include_in_schema=False)
-COOKIE = "ms_console"
+COOKIE = "ms_console"              # the session id
+LOGIN_COOKIE = "ms_console_login"  # the login form's token, before there is a session
+LOGIN_FORM_S = 3600                # how long a login form stays valid
 PAGE = 500  # most rows a list page shows (newest first)
+HOME = {"admin": "/console", "partner": "/console/partner"}
 
 
-@dataclass(frozen=True)
-class User:
-    kind: str            # admin | partner
-    key: str
-    partner_id: int | None = None
-    actor: str = ""
-
-    @property
-    def csrf(self) -> str:
-        return csrf_token(self.key)
+async def current(request: Request) -> User:
+    """The user of the request's session cookie, checked now; Unauthorized when there is none or it ended."""
+    return await run_in_threadpool(sessions.lookup, database(request), settings(request), request.cookies.get(COOKIE))
 
 
-async def current(request: Request, key: str | None = None) -> User:
-    """The user of `key` (default: the cookie's), checked now; Unauthorized when there is none or it is invalid."""
-    key = request.cookies.get(COOKIE) if key is None else key
+async def check_key(request: Request, key: str) -> Login:
+    """A pasted key → the session it may open (admin or partner); a customer key is refused."""
     if not key:
-        raise Unauthorized("log in first")
+        raise Unauthorized("paste an admin key or a partner key")
     if key.startswith(partners.PREFIX):
         caller = await run_in_threadpool(partners.authenticate, database(request), key)
-        return User("partner", key, caller.partner_id, f"partner:{caller.partner_id}/console")
+        return Login("partner", key, partner_key_id=caller.principal.key_id)
     gate = getattr(request.app.state, "gate", None) or request.app.state.service.gate
     principal = await gate.authenticate(key)
     if principal.kind != "admin":
         raise Forbidden("the console needs an admin key or a partner key; a customer key is for the API")
-    return User("admin", key, None, "admin:env/console" if principal.key_id is None else
-                f"admin-key:{principal.key_id}/console")
+    return Login("admin", key, api_key_id=principal.key_id)
+
+
+def _to_login(request: Request, e: ModelshopError) -> Response:
+    response = RedirectResponse(f"/console/login?why={e.error_type}", 303)
+    if request.cookies.get(COOKIE):  # an ended session: the browser forgets it
+        response.delete_cookie(COOKIE, path="/console", secure=secure_console_cookie(request), httponly=True,
+                               samesite="lax")
+    return response
+
+
+async def guard(request: Request, want: str) -> User | Response:
+    """The user when its session may open a `want` page (admin | partner), else where the browser goes:
+    the login form without a live session, its own home for a session of the other kind."""
+    try:
+        user = await current(request)
+    except (Unauthorized, Forbidden) as e:
+        return _to_login(request, e)
+    if user.kind != want:
+        return RedirectResponse(HOME[user.kind], 303)
+    return user
 
 
 async def page(request: Request, template: str, want: str = "admin", **build) -> Response:
     """Render `template` for a logged-in user of kind `want`; the values of `build` are computed in a thread."""
+    user = await guard(request, want)
+    if isinstance(user, Response):
+        return user
+    return await show(request, user, template, **build)
+
+
+async def show(request: Request, user: User, template: str, **build) -> Response:
+    """Render `template` for `user` (already checked by `guard`) with the values of `build`, each made in a thread."""
+    want = user.kind
     try:
-        user = await current(request)
-        if user.kind != want:
-            return RedirectResponse("/console/partner" if user.kind == "partner" else "/console", 303)
         values = {k: await run_in_threadpool(fn) for k, fn in build.items()}
-    except (Unauthorized, Forbidden) as e:
-        return RedirectResponse(f"/console/login?why={e.error_type}", 303)
     except ModelshopError as e:
-        return render(request, "error.html", status_code=e.status_code, message=e.message, back="/console")
+        return render(request, "error.html", status_code=e.status_code, message=e.message, back=HOME[want])
     return render(request, template, user=user, **values)
 
 
@@ -81,11 +105,11 @@ async def action(request: Request, fn, back: str, want: str = "admin") -> Respon
     try:
         user = await current(request)
         fields = await form(request)
-        if user.kind != want or fields.get("csrf") != user.csrf:
+        if user.kind != want or not same_token(user.csrf, fields.get("csrf")):
             raise Forbidden("this form is stale or not yours; reload the page and try again")
         result = await run_in_threadpool(fn, fields, user)
-    except Unauthorized:
-        return RedirectResponse("/console/login", 303)
+    except Unauthorized as e:
+        return _to_login(request, e)
     except ModelshopError as e:
         return render(request, "error.html", status_code=e.status_code, message=e.message, back=back)
     if isinstance(result, Response):
@@ -101,29 +125,68 @@ def _period(request: Request) -> str:
     return period
 
 
+def _csv(text: str, filename: str) -> PlainTextResponse:
+    return PlainTextResponse(text, media_type="text/csv; charset=utf-8",
+                             headers={"Content-Disposition": f'attachment; filename="{filename}"',
+                                      "Cache-Control": "no-store"})
+
+
 # --- login ------------------------------------------------------------------------------------------
+
+def _login_form(request: Request, status_code: int = 200, **context) -> Response:
+    """The login form with a fresh token, double-submitted: in the form and in a cookie of its own."""
+    token = secrets.token_urlsafe(24)
+    response = render(request, "console_login.html", status_code=status_code, login_csrf=token,
+                      why=request.query_params.get("why"), **context)
+    set_cookie(request, response, LOGIN_COOKIE, token, max_age=LOGIN_FORM_S, path="/console/login",
+               samesite="strict", secure=secure_console_cookie(request))
+    response.headers["Cache-Control"] = "no-store"
+    return response
+
 
 @router.get("/login")
 def login_form(request: Request):
-    return render(request, "console_login.html", why=request.query_params.get("why"))
+    return _login_form(request)
 
 
 @router.post("/login")
 async def login(request: Request):
-    key = (await form(request)).get("key", "").strip()
+    fields = await form(request)
+    if not same_token(request.cookies.get(LOGIN_COOKIE, ""), fields.get("csrf")):
+        why = ("the login form expired or was not sent from this page; log in again here"
+               if request.cookies.get(LOGIN_COOKIE) or not secure_console_cookie(request)
+               or request.url.scheme == "https" else
+               "this console's cookies are Secure, so log in over HTTPS (or, for a local plain-HTTP setup only, "
+               "set MODELSHOP_CONSOLE_COOKIE_SECURE=false)")
+        return _login_form(request, status_code=403, error=why)
     try:
-        user = await current(request, key)
+        checked = await check_key(request, fields.get("key", "").strip())
     except (Unauthorized, Forbidden) as e:
-        return render(request, "console_login.html", status_code=e.status_code, error=e.message)
-    response = RedirectResponse("/console/partner" if user.kind == "partner" else "/console", 303)
-    set_cookie(request, response, COOKIE, key, max_age=12 * 3600, path="/console", samesite="strict")
+        return _login_form(request, status_code=e.status_code, error=e.message)
+    session_id, user = await run_in_threadpool(sessions.open_session, database(request), checked)
+    response = RedirectResponse(HOME[user.kind], 303)
+    set_cookie(request, response, COOKIE, session_id, max_age=int(sessions.SESSION_TTL.total_seconds()),
+               path="/console", samesite="lax", secure=secure_console_cookie(request))
+    response.delete_cookie(LOGIN_COOKIE, path="/console/login")
     return response
 
 
 @router.post("/logout")
-def logout(request: Request):
+async def logout(request: Request):
+    """End the session (with its CSRF token); a session that already ended just leaves the browser."""
+    session_id = request.cookies.get(COOKIE)
+    try:
+        user = await current(request)
+    except (Unauthorized, Forbidden):
+        user = None
+    if user is not None:
+        if not same_token(user.csrf, (await form(request)).get("csrf")):
+            return render(request, "error.html", status_code=403, back=HOME[user.kind],
+                          message="this form is stale or not yours; reload the page and try again")
+        await run_in_threadpool(sessions.end_session, database(request), session_id)
     response = RedirectResponse("/console/login", 303)
-    response.delete_cookie(COOKIE, path="/console")
+    response.delete_cookie(COOKIE, path="/console", secure=secure_console_cookie(request), httponly=True,
+                           samesite="lax")
     return response
 
 
@@ -208,14 +271,13 @@ async def channels_page(request: Request):
 
 @router.get("/channels/report.csv")
 async def report_csv(request: Request):
+    """The channel report (admin only: every channel's revenue, costs and margins)."""
     db, conf, period = database(request), settings(request), _period(request)
-    try:
-        await current(request)
-    except (Unauthorized, Forbidden):
-        return RedirectResponse("/console/login", 303)
+    user = await guard(request, "admin")
+    if isinstance(user, Response):
+        return user
     text = await run_in_threadpool(lambda: analytics.report_csv(analytics.report(db, conf, period)))
-    return PlainTextResponse(text, media_type="text/csv; charset=utf-8",
-                             headers={"Content-Disposition": f'attachment; filename="channels-{period}.csv"'})
+    return _csv(text, f"channels-{period}.csv")
 
 
 @router.get("/channels/{code}")
@@ -371,13 +433,17 @@ async def payout_action(request: Request, partner_id: int):
 
 @router.get("/payouts/{payout_id}.csv")
 async def payout_csv(request: Request, payout_id: int):
+    """A payout statement: any for an admin, only its own for a partner (another's is "does not exist")."""
     try:
         user = await current(request)
-    except (Unauthorized, Forbidden):
-        return RedirectResponse("/console/login", 303)
-    st = await run_in_threadpool(commissions.get_statement, database(request), payout_id, partner_id=user.partner_id)
-    return PlainTextResponse(commissions.statement_csv(st), media_type="text/csv; charset=utf-8",
-                             headers={"Content-Disposition": f'attachment; filename="payout-{st["month"]}.csv"'})
+    except (Unauthorized, Forbidden) as e:
+        return _to_login(request, e)
+    try:
+        st = await run_in_threadpool(commissions.get_statement, database(request), payout_id,
+                                     partner_id=user.partner_id if user.kind == "partner" else None)
+    except ModelshopError as e:
+        return render(request, "error.html", status_code=e.status_code, message=e.message, back=HOME[user.kind])
+    return _csv(commissions.statement_csv(st), f"payout-{st['month']}.csv")
 
 
 # --- the partner's own view ---------------------------------------------------------------------------
@@ -385,14 +451,11 @@ async def payout_csv(request: Request, payout_id: int):
 @router.get("/partner")
 async def partner_page(request: Request):
     db = database(request)
-    try:
-        user = await current(request)
-    except (Unauthorized, Forbidden):
-        return RedirectResponse("/console/login", 303)
+    user = await guard(request, "partner")
+    if isinstance(user, Response):
+        return user
     pid = user.partner_id
-    if pid is None:
-        return RedirectResponse("/console", 303)
-    return await page(request, "console_partner.html", want="partner",
+    return await show(request, user, "console_partner.html",
                       me=lambda: partners.get_partner(db, pid), customers=lambda: partners.customers(db, pid),
                       usage=lambda: partners.usage(db, pid), invoices=lambda: partners.invoices(db, pid),
                       ledger=lambda: commissions.list_commissions(db, partner_id=pid),

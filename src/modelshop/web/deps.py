@@ -1,13 +1,14 @@
 """What every page needs: the server's database, settings and service; forms, cookies and templates.
 
 Forms are `application/x-www-form-urlencoded` and parsed here (no multipart dependency). Cookies
-are first-party, HttpOnly and SameSite; `Secure` whenever the request came over HTTPS.
+are first-party, HttpOnly and SameSite; `Secure` whenever the request came over HTTPS, and the
+console's session cookie also outside local development (`secure_console_cookie`).
 """
 
 from __future__ import annotations
 
-import hashlib
 import hmac
+from ipaddress import ip_address
 from pathlib import Path
 from urllib.parse import parse_qsl
 
@@ -46,14 +47,32 @@ async def form(request: Request) -> dict[str, str]:
 
 
 def set_cookie(request: Request, response: Response, name: str, value: str, *, max_age: int | None,
-               path: str = "/", samesite: str = "lax") -> None:
+               path: str = "/", samesite: str = "lax", secure: bool = False) -> None:
     response.set_cookie(name, value, max_age=max_age, path=path, httponly=True, samesite=samesite,
-                        secure=request.url.scheme == "https")
+                        secure=secure or request.url.scheme == "https")
 
 
-def csrf_token(secret: str) -> str:
-    """A form token bound to the logged-in key: a cross-site form cannot know it."""
-    return hmac.new(secret.encode(), b"modelshop console csrf", hashlib.sha256).hexdigest()[:32]
+def _loopback(host: str) -> bool:
+    if host.strip("[]").lower() == "localhost":
+        return True
+    try:
+        return ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+def secure_console_cookie(request: Request) -> bool:
+    """Whether the console's session cookie is Secure: MODELSHOP_CONSOLE_COOKIE_SECURE when set, else yes
+    unless this is local development (MODELSHOP_ENV=development and a loopback MODELSHOP_HOST)."""
+    conf = settings(request)
+    if conf.console_cookie_secure is not None:
+        return conf.console_cookie_secure
+    return not (conf.env == "development" and _loopback(conf.host))
+
+
+def same_token(expected: str, given: object) -> bool:
+    """A form's token against the one it must carry, in constant time."""
+    return isinstance(given, str) and bool(expected) and hmac.compare_digest(expected.encode(), given.encode())
 
 
 def render(request: Request, template: str, status_code: int = 200, **context) -> HTMLResponse:
