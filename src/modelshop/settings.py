@@ -155,6 +155,18 @@ class Settings(BaseSettings):
         500, ge=1, description="longest text the playground accepts, in characters")
     storefront_signup_rpm: int = Field(
         3, ge=1, description="storefront signups per minute from one client address (each makes a customer and a key)")
+    storefront_address_rpm: int = Field(
+        60, ge=1, description="storefront calls per minute from one client address, all its visitors together, "
+        "for each of: playground, chat messages, chat ratings, chat session reads and new visitors' page views "
+        "(a visitor that drops or forges its cookie gets no fresh budget)")
+    secret_key: SecretStr | None = Field(
+        None, description="server secret that signs the storefront's visitor ids and form tokens (HMAC-SHA256), "
+        "at least 16 characters, the same on every replica; default: a random one made once and kept in "
+        "home/secret_key (mode 0600)")
+    proxy_hops: int = Field(
+        0, ge=0, le=8, description="reverse proxies in front of the server that append the client's address to "
+        "X-Forwarded-For; the address limits use the one the outermost proxy saw; 0: the connection's address, "
+        "X-Forwarded-For ignored (a client can write anything there)")
     console_cookie_secure: bool | None = Field(
         None, description="mark the console's session cookie Secure (the browser sends it over HTTPS only); "
         "default: Secure unless MODELSHOP_ENV=development and MODELSHOP_HOST is a loopback address (127.0.0.1, "
@@ -166,6 +178,9 @@ class Settings(BaseSettings):
         if self.env == "production" and self.admin_key is not None:
             if self.admin_key.get_secret_value().lower() in PLACEHOLDER_SECRETS:
                 raise ValueError("MODELSHOP_ADMIN_KEY is a placeholder; set a real secret in production")
+        if self.secret_key is not None and len(self.secret_key.get_secret_value()) < 16:
+            raise ValueError("MODELSHOP_SECRET_KEY is shorter than 16 characters; use a long random one, e.g. "
+                             "`python -c 'import secrets; print(secrets.token_urlsafe(32))'`, or unset it")
         return self
 
     @property

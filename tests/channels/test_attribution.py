@@ -5,11 +5,11 @@ from __future__ import annotations
 import datetime as dt
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import func, select
 
 from modelshop.billing import accounts, audit
 from modelshop.channels import attribution, channels
-from modelshop.channels.tables import Attribution
+from modelshop.channels.tables import Attribution, Touch, Visit
 from modelshop.errors import Conflict, NotFound, ValidationError
 from tests.channels.conftest import ACTOR, make_plan
 
@@ -69,6 +69,46 @@ def test_links_match_the_most_specific_utm_set(shop):
         assert attribution.resolve(s, {"utm_source": "newsletter"})[1].utm_campaign is None
         assert attribution.resolve(s, {"utm_source": "twitter"}) is None
         assert attribution.resolve(s, {"ref": "nosuchcode"}) is None
+
+
+def _rows(db, table) -> int:
+    with db.session() as s:
+        return s.scalar(select(func.count()).select_from(table))
+
+
+def test_a_visitor_lands_once_per_page_and_a_reload_adds_no_touch(shop, settings):
+    db, news, _aff = shop
+    v = attribution.new_visitor_id()
+    for hours in (0, 1, 2):  # the same page three times the same day, through the same link
+        assert visit(db, v, 3 - hours / 24, utm_source="newsletter") == news["id"]
+    assert (_rows(db, Visit), _rows(db, Touch)) == (1, 1)
+    attribution.record_visit(db, v, "/store/other", {}, now=NOW - dt.timedelta(days=3))
+    assert _rows(db, Visit) == 2
+    visit(db, v, 2.5, ref="blogger")           # another channel: a touch
+    visit(db, v, 2.4, utm_source="newsletter")  # back to the first one: a touch again (last touch moves)
+    visit(db, v, 1, utm_source="newsletter")    # the next day: a touch again (the window counts from it)
+    assert (_rows(db, Visit), _rows(db, Touch)) == (2, 4)
+    last = settings.model_copy(update={"attribution_model": "last"})
+    assert signup(db, settings, v)["channel"] == news["code"] and signup(db, last, v)["channel"] == news["code"]
+
+
+def test_the_migration_keeps_each_visitors_first_view_of_a_page(tmp_path):
+    from modelshop.db import Database
+    from modelshop.db.migrate import upgrade
+
+    db = Database(f"sqlite:///{tmp_path / 'old.db'}")
+    upgrade(db.engine, "channels_0002")
+    rows = [("v1", "/store", "2026-05-01 10:00:00"), ("v1", "/store", "2026-05-02 10:00:00"),
+            ("v1", "/store/m", "2026-05-03 10:00:00"), ("v2", "/store", "2026-05-04 10:00:00")]
+    with db.engine.begin() as c:
+        for row in rows:
+            c.exec_driver_sql("insert into channels_visits (visitor_id, path, occurred_at) values (?, ?, ?)", row)
+    db.migrate()
+    with db.engine.connect() as c:
+        kept = c.exec_driver_sql("select visitor_id, path, occurred_at from channels_visits order by id").all()
+    assert [tuple(r) for r in kept] == [rows[0], *rows[2:]]
+    attribution.record_visit(db, "v1", "/store", {})  # and a repeat stays one row from now on
+    assert _rows(db, Visit) == 3
 
 
 def test_the_signup_request_itself_can_carry_the_channel(shop, settings):

@@ -10,7 +10,7 @@ from modelshop.settings import Settings
 
 CHANNELS = ("attribution_model", "attribution_window_days", "channels_currency", "channels_churn_floor",
             "commission_hold_days", "storefront_plans", "storefront_demo_rpm", "storefront_demo_global_rpm",
-            "storefront_demo_max_chars", "storefront_signup_rpm")
+            "storefront_demo_max_chars", "storefront_signup_rpm", "storefront_address_rpm", "secret_key", "proxy_hops")
 
 
 def test_settings_have_help_text_and_env_names(monkeypatch, tmp_path):

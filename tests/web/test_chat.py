@@ -142,3 +142,26 @@ def test_a_customers_api_session_is_not_reachable_from_the_storefront(bot_settin
             assert r.json()["error"].startswith(f'no session "{sid}"') or "no turn" in r.json()["error"]
     # the customer still reaches it through the API
     assert support.get_session(BOT, sid, customer_id=7, settings=bot_settings)["session_id"] == sid
+
+
+def test_ratings_and_session_reads_have_limits_of_their_own(bot_settings):
+    from modelshop.web.chat import SESSION_READS_RPM
+
+    settings = bot_settings.model_copy(update={"storefront_demo_rpm": 2, "storefront_address_rpm": 40})
+    with TestClient(build_app(settings)) as client:
+        client.get("/store")  # a visitor with its signed cookie
+        said = client.post("/store/chat", json={"text": "how can I send back something I bought?"}).json()
+        body = {"session_id": said["session_id"], "turn_id": said["turn_id"], "rating": "up"}
+        codes = [client.post("/store/chat/rating", json=body).status_code for _ in range(3)]
+        assert codes == [200, 200, 429]  # storefront_demo_rpm ratings a minute, each
+        busy = client.post("/store/chat/rating", json=body)
+        assert "the chat rating allows 2 ratings a minute" in busy.json()["error"] and busy.headers["retry-after"]
+        params = {"session_id": said["session_id"]}
+        reads = [client.get("/store/chat/session", params=params).status_code for _ in range(SESSION_READS_RPM + 1)]
+        assert reads == [200] * SESSION_READS_RPM + [429]
+        assert "the chat session allows 30 reads a minute" in client.get("/store/chat/session", params=params).text
+        # a visitor that drops its cookie is its address: the address's budget is already half spent
+        client.cookies.clear()
+        assert [client.get("/store/chat/session", params=params).status_code for _ in range(11)] == [200] * 10 + [429]
+        r = client.get("/store/chat/session", params=params)
+        assert "40 reads a minute from one address" in r.json()["error"]

@@ -53,26 +53,63 @@ def test_playground_calls_the_model_under_its_own_limit(app, shop_settings):
         assert c.exec_driver_sql("select count(*) from billing_usage_events").scalar() == 0
 
 
+def signup_token(html: str) -> str:
+    """The signup form's token from a model page."""
+    return re.search(r'name="csrf" value="([0-9a-f]+)"', html).group(1)
+
+
 def test_signup_binds_the_channel_and_shows_the_key_once(app, shop_settings):
     db = get_database(shop_settings)
     code = channels.create_channel(db, "Blog", "affiliate", actor="test")["code"]
     with TestClient(app) as client:
-        client.get(f"/store/support?ref={code}")
-        r = client.post("/store/signup", data={"email": "ann@example.com", "plan": "payg", "model": "support"})
+        token = signup_token(client.get(f"/store/support?ref={code}").text)
+
+        def post(**fields):
+            return client.post("/store/signup", data={"plan": "payg", "model": "support", "csrf": token, **fields})
+
+        r = post(email="ann@example.com")
         assert r.status_code == 200 and r.headers["cache-control"] == "no-store"
         key = re.search(r'id="api-key">(ms_live_[^<]+)<', r.text).group(1)
         assert "only time the key is shown" in r.text
         p = client.post("/predict?model=support", json={"inputs": "love it"}, headers={"Authorization": f"Bearer {key}"})
         assert p.status_code == 200 and p.headers["x-request-id"]
-        again = client.post("/store/signup", data={"email": "ANN@example.com", "plan": "payg", "model": "support"})
-        assert again.status_code == 409 and "already has an account" in again.text
-        bad = client.post("/store/signup", data={"email": "x@y.io", "plan": "gold", "model": "support"})
-        assert bad.status_code == 422 and "plan: choose one of free, payg" in bad.text
-        busy = client.post("/store/signup", data={"email": "z@y.io", "plan": "payg", "model": "support"})
+        # refused signups come back as the model page, the error beside the form and the values kept
+        again = post(email="ANN@example.com")
+        assert again.status_code == 409 and again.headers["cache-control"] == "no-store"
+        error = re.search(r'id="signup-error" role="alert">([^<]+)<', again.text).group(1)
+        assert error.startswith("this e-mail address already has an account")
+        assert 'id="signup-form"' in again.text and 'value="ANN@example.com"' in again.text
+        assert 'value="payg" selected' in again.text and signup_token(again.text) == token
+        bad = post(email="x@y.io", plan="gold")
+        assert bad.status_code == 422 and 'id="signup-error"' in bad.text
+        assert "plan: choose one of free, payg" in bad.text
+        busy = post(email="z@y.io")
         assert busy.status_code == 429 and "at most 3 signups a minute" in busy.text  # storefront_signup_rpm
+        assert int(busy.headers["retry-after"]) >= 1
     customer_id = next(c["id"] for c in __import__("modelshop.billing.accounts", fromlist=["x"]).list_customers(db)
-                       if c["email"] == "ann@example.com")
+                       if c["email"].lower() == "ann@example.com")
     assert attribution.get_attribution(db, customer_id)["channel"] == code
+
+
+def test_signup_without_the_pages_token_is_refused(app, shop_settings):
+    from modelshop.billing.accounts import list_customers
+
+    with TestClient(app) as client:
+        fields = {"email": "eve@example.com", "plan": "payg", "model": "support"}
+        assert client.post("/store/signup", data=fields).status_code == 403  # no cookie, no token
+        token = signup_token(client.get("/store/support").text)
+        for forged in ("", "0" * 64, token[:-1] + ("0" if token[-1] != "0" else "1")):
+            r = client.post("/store/signup", data={**fields, "csrf": forged})
+            assert r.status_code == 403 and "reload the page and submit it again" in r.text, forged
+        # a cross-site form carries no cookie of ours (SameSite=Lax): a token alone is not enough
+        other = TestClient(app)
+        r = other.post("/store/signup", data={**fields, "csrf": token})
+        assert r.status_code == 403
+        # another visitor's token does not fit this visitor's cookie
+        other_token = signup_token(other.get("/store/support").text)
+        assert client.post("/store/signup", data={**fields, "csrf": other_token}).status_code == 403
+        assert list_customers(get_database(shop_settings)) == []
+        assert client.post("/store/signup", data={**fields, "csrf": token}).status_code == 200
 
 
 def test_language_switch(app):

@@ -1,11 +1,13 @@
 """Visits, touches and the binding of a customer to a channel.
 
 A visitor is a random first-party id in a storefront cookie; nothing else about the person is
-kept. A page view is a `Visit`; one that arrives with `?ref=CODE` or a link's `utm_*` values is
-also a `Touch` of that channel. At signup the customer is bound to the channel of the first
-(or, by setting, the last) touch of its visitor inside the attribution window, else to the
-channel named by the signup request itself, else to the `direct` channel. The binding is written
-once; only `rebind`, an explicit admin action recorded in the audit log, moves it.
+kept. A visitor's first view of a page is a `Visit` (one row per visitor and page, however often
+it reloads); a view that arrives with `?ref=CODE` or a link's `utm_*` values is also a `Touch` of
+that channel (a repeat of the visitor's latest touch on the same day is not written again).
+At signup the customer is bound to the channel of the first (or, by setting, the last) touch of
+its visitor inside the attribution window, else to the channel named by the signup request
+itself, else to the `direct` channel. The binding is written once; only `rebind`, an explicit
+admin action recorded in the audit log, moves it.
 """
 
 from __future__ import annotations
@@ -76,8 +78,9 @@ def resolve(s: Session, params: Mapping[str, str]) -> tuple[Channel, Link | None
     return (channel, link) if channel is not None else None
 
 
-def _touch(s: Session, visitor_id: str, path: str, params: Mapping[str, str], now: dt.datetime) -> Touch | None:
-    found = resolve(s, params)
+def _touch(s: Session, visitor_id: str, path: str, params: Mapping[str, str], now: dt.datetime,
+           found: tuple[Channel, Link | None] | None = None) -> Touch | None:
+    found = found or resolve(s, params)
     if found is None:
         return None
     channel, link = found
@@ -89,14 +92,43 @@ def _touch(s: Session, visitor_id: str, path: str, params: Mapping[str, str], no
     return touch
 
 
+def _insert_visit(dialect: str):
+    """INSERT of a visit that does nothing when the visitor already landed on that page."""
+    if dialect == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert as upsert
+    else:
+        from sqlalchemy.dialects.sqlite import insert as upsert
+    return upsert(Visit).on_conflict_do_nothing(index_elements=["visitor_id", "path"])
+
+
+def _repeats_latest(s: Session, visitor_id: str, channel: Channel, link: Link | None, params: Mapping[str, str],
+                    now: dt.datetime) -> bool:
+    """Whether the visitor's latest touch is this very one, the same UTC day (a reload, say).
+
+    Writing it again would move no first or last touch and no monthly count; skipping it keeps a
+    visitor reloading a tracking link from adding a row per load.
+    """
+    latest = s.scalars(select(Touch).where(Touch.visitor_id == visitor_id, Touch.occurred_at <= now)
+                       .order_by(Touch.occurred_at.desc(), Touch.id.desc()).limit(1)).first()
+    return (latest is not None and latest.occurred_at.date() == now.date() and latest.channel_id == channel.id
+            and latest.link_id == (link.id if link else None) and latest.ref == params.get("ref")
+            and all(getattr(latest, u) == params.get(u) for u in UTM))
+
+
 def record_visit(db: Database, visitor_id: str, path: str, params: Mapping[str, str],
                  now: dt.datetime | None = None) -> int | None:
-    """Record a page view (and its touch when it came through a channel); the channel id or None."""
+    """Record a landing (once per visitor and page) and its touch when it came through a channel;
+    the channel id or None."""
     now = now or utcnow()
+    path = path[:300]
     with db.session() as s:
-        s.add(Visit(visitor_id=visitor_id, path=path[:300], occurred_at=now))
-        touch = _touch(s, visitor_id, path, params, now) if params else None
-        return touch.channel_id if touch else None
+        s.execute(_insert_visit(s.get_bind().dialect.name).values(visitor_id=visitor_id, path=path, occurred_at=now))
+        found = resolve(s, params) if params else None
+        if found is None:
+            return None
+        if not _repeats_latest(s, visitor_id, *found, params, now):
+            _touch(s, visitor_id, path, params, now, found)
+        return found[0].id
 
 
 def bind(s: Session, customer_id: int, visitor_id: str | None, *, model: str, window_days: int,

@@ -62,11 +62,12 @@ class Link(Base):
 
 
 class Visit(Base):
-    """One storefront page view of a first-party visitor id (cookie); nothing about the person."""
+    """A first-party visitor id (cookie) landing on a storefront page: its first view of that page,
+    one row however often it comes back (nothing about the person is kept)."""
 
     __tablename__ = "channels_visits"
     __table_args__ = (Index("ix_channels_visits_at", "occurred_at"),
-                      Index("ix_channels_visits_visitor", "visitor_id"))
+                      Index("uq_channels_visits_visitor_path", "visitor_id", "path", unique=True))
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
     visitor_id: Mapped[str] = mapped_column(String(36))
