@@ -11,6 +11,7 @@
     │   └── QuotaExceeded           402 quota_exceeded
     ├── RateLimited                 429 rate_limited       carries retry_after seconds
     │   └── Overloaded              429 overloaded         server queue full (backpressure)
+    ├── ServiceUnavailable          503 service_unavailable  a store it needs (Redis) is unreachable
     └── ModelError                  500 model              the model failed at inference
 
 HTTP status and `error_type` are attributes of the class, so the mapping to HTTP lives in
@@ -87,6 +88,13 @@ class RateLimited(ModelshopError):
 
 class Overloaded(RateLimited):
     error_type = "overloaded"
+
+
+class ServiceUnavailable(ModelshopError):
+    """A store the call needs cannot be reached (e.g. Redis for quotas); the same call may pass later."""
+
+    status_code = 503
+    error_type = "service_unavailable"
 
 
 class ModelError(ModelshopError):

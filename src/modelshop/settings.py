@@ -49,6 +49,13 @@ class Settings(BaseSettings):
         "duplicate meanwhile gets 409; a claim left by a server that died is taken over after this")
     rate_limit_prefix: str = Field(
         "modelshop", description="Redis key prefix of rate-limit buckets; one per deployment sharing a Redis")
+    rate_limits_when_redis_down: Literal["open", "closed"] = Field(
+        "open", description="rpm/tpm limits while MODELSHOP_REDIS_URL cannot be reached: open admits calls "
+        "without them (a warning is logged once per outage), closed answers 503")
+    quotas_when_redis_down: Literal["open", "closed"] = Field(
+        "closed", description="blocking quotas and prepaid wallets while MODELSHOP_REDIS_URL cannot be reached: "
+        "closed answers 503 (the calls under way on other replicas are unknown, so a quota or a wallet could be "
+        "overspent), open checks them against the ledger alone")
     serving_cost_currency: str = Field("USD", description="currency of the serving_cost_* rates")
     serving_cost_per_compute_second: dict[str, Decimal] = Field(
         default_factory=lambda: {"*": Decimal("0.0001")},

@@ -8,6 +8,12 @@ them in one Lua script, so every replica sharing the Redis enforces one limit.
 Both also keep quota holds (`reserve`/`release`): units of calls admitted under a blocking quota
 and not yet committed to the ledger, each with an expiry, so concurrent calls (on one replica, or
 on every replica sharing the Redis) count one another's (see `BillingGate._admit_plan`).
+
+When Redis cannot be reached, each kind of check fails open or closed as the settings say
+(`rate_limits_when_redis_down`, default open: the API stays up without rpm/tpm limits;
+`quotas_when_redis_down`, default closed: a quota or a prepaid wallet is never overspent because
+the calls under way on other replicas are unknown, so such calls get a 503 that names Redis).
+Either way one warning is logged per outage, and `health()` says so for `/health`.
 """
 
 from __future__ import annotations
@@ -18,10 +24,22 @@ import threading
 import time
 from dataclasses import dataclass
 
+from typing import Literal
+
 import redis.asyncio as aioredis
+from redis.asyncio.retry import Retry
+from redis.backoff import ExponentialBackoff
 from redis.exceptions import RedisError
 
+from modelshop.errors import ServiceUnavailable
+from modelshop.settings import Settings
+
 log = logging.getLogger(__name__)
+
+# Each Redis call sits on the request path: past this it counts as down instead of holding the call
+# (a URL's own socket_timeout / socket_connect_timeout parameters win).
+REDIS_TIMEOUT_S = 1.0
+OUTAGE_RETRY_AFTER_S = 5   # what a 503 for an unreachable Redis tells clients to wait
 
 
 @dataclass(frozen=True)
@@ -142,14 +160,45 @@ return held
 """
 
 
-class RedisLimiter:
-    """Buckets in Redis, taken atomically by one Lua script; shared by every replica."""
+Policy = Literal["open", "closed"]
 
-    def __init__(self, url: str, prefix: str = "modelshop") -> None:
-        self._redis = aioredis.Redis.from_url(url)
+
+class RedisLimiter:
+    """Buckets in Redis, taken atomically by one Lua script; shared by every replica.
+
+    `limits_when_down` (rpm/tpm) and `quotas_when_down` (quota and wallet holds): "open" goes on
+    without Redis, "closed" raises `ServiceUnavailable` (503)."""
+
+    def __init__(self, url: str, prefix: str = "modelshop", *, limits_when_down: Policy = "open",
+                 quotas_when_down: Policy = "closed") -> None:
+        self._redis = aioredis.Redis.from_url(
+            url, socket_timeout=REDIS_TIMEOUT_S, socket_connect_timeout=REDIS_TIMEOUT_S,
+            retry=Retry(ExponentialBackoff(cap=0.05, base=0.01), 1))  # one quick retry: a dropped connection
         self._script = self._redis.register_script(LUA)
         self._reserve = self._redis.register_script(RESERVE_LUA)
         self._prefix = prefix
+        self.limits_when_down = limits_when_down
+        self.quotas_when_down = quotas_when_down
+        kw = self._redis.connection_pool.connection_kwargs
+        self.where = kw.get("path") or f"{kw.get('host', 'localhost')}:{kw.get('port', 6379)}"  # never the password
+        self.down_since: float | None = None   # monotonic time the current outage was first seen
+
+    def _unreachable(self, error: BaseException, policy: Policy, what: str) -> None:
+        """Note a failed Redis call (one warning per outage); under "closed", refuse the call."""
+        if self.down_since is None:
+            self.down_since = time.monotonic()
+            log.warning("Redis at %s is unreachable (%s: %s); until it is back, rate limits fail %s and quotas and "
+                        "prepaid wallets fail %s", self.where, type(error).__name__, error,
+                        self.limits_when_down, self.quotas_when_down)
+        if policy == "closed":
+            raise ServiceUnavailable(
+                f"Redis at {self.where} is unreachable, so {what} cannot be checked and the call is refused; "
+                f"retry in a few seconds", headers={"Retry-After": str(OUTAGE_RETRY_AFTER_S)}) from None
+
+    def _reachable(self) -> None:
+        if self.down_since is not None:
+            log.warning("Redis at %s is reachable again after %.1f s", self.where, time.monotonic() - self.down_since)
+            self.down_since = None
 
     async def acquire(self, key_id: int, rpm: int | None, tpm: int | None, tokens: int) -> Verdict:
         buckets = _buckets(rpm, tpm, tokens)
@@ -160,30 +209,51 @@ class RedisLimiter:
         try:
             allowed, wait, *levels = await self._script(keys=keys, args=args)
         except (RedisError, OSError) as e:
-            # a limiter outage must not take the API down: admit, and say so loudly
-            log.warning("rate limiter unavailable (%s); admitting without a limit", type(e).__name__)
-            return Verdict(True, rpm or 0, rpm or 0, 0.0, 0.0)
+            self._unreachable(e, self.limits_when_down, "the key's rate limit")
+            return Verdict(True, rpm or 0, rpm or 0, 0.0, 0.0)  # open: admitted without a limit
+        self._reachable()
         return _verdict(rpm, buckets, [float(x) for x in levels], 0.0 if int(allowed) else float(wait))
 
     async def reserve(self, bucket: str, member: str, amount: int, ttl_s: float) -> int:
         """Hold `amount` units in `bucket` (shared by every replica) for up to `ttl_s`; the units held now."""
         try:
-            return int(await self._reserve(keys=[f"{self._prefix}:{bucket}"], args=[f"{member}:{amount}", str(ttl_s)]))
+            held = int(await self._reserve(keys=[f"{self._prefix}:{bucket}"], args=[f"{member}:{amount}", str(ttl_s)]))
         except (RedisError, OSError) as e:
-            log.warning("quota reservations unavailable (%s); checking the quota without them", type(e).__name__)
-            return amount
+            self._unreachable(e, self.quotas_when_down, "the plan's quota or prepaid balance")
+            return amount  # open: the ledger alone decides, without the calls under way elsewhere
+        self._reachable()
+        return held
 
     async def release(self, bucket: str, member: str, amount: int) -> None:
+        """Never raises: a hold that cannot be given back expires by itself."""
         try:
             await self._redis.zrem(f"{self._prefix}:{bucket}", f"{member}:{amount}")
         except (RedisError, OSError) as e:
-            log.warning("could not release a quota reservation (%s); it expires by itself", type(e).__name__)
+            self._unreachable(e, "open", "")
+        else:
+            self._reachable()
 
-    async def ping(self) -> None:
-        await self._redis.ping()
+    async def health(self) -> str:
+        """What /health reports, from a PING: "ok" or "unreachable"."""
+        try:
+            await self._redis.ping()
+        except (RedisError, OSError) as e:
+            self._unreachable(e, "open", "")
+            return "unreachable"
+        self._reachable()
+        return "ok"
 
     async def close(self) -> None:
         await self._redis.aclose()
+
+
+def make_limiter(settings: Settings, prefix: str | None = None) -> LocalLimiter | RedisLimiter:
+    """The limiter these settings name: in Redis (with their fail-open/closed choices) or in-process."""
+    if not settings.redis_url:
+        return LocalLimiter()
+    return RedisLimiter(settings.redis_url, prefix or settings.rate_limit_prefix,
+                        limits_when_down=settings.rate_limits_when_redis_down,
+                        quotas_when_down=settings.quotas_when_redis_down)
 
 
 def ratelimit_headers(info: dict | None, retry_after: float | None = None) -> dict[str, str]:
