@@ -19,6 +19,10 @@ from modelshop.data.pii import id_card_valid, luhn_valid
     ("身份证号11010519491231002X已登记", {"id_card": 1}, "身份证号[ID_CARD]已登记"),
     ("pay with 4111 1111 1111 1111 or 5500-0055-5555-5559", {"card": 2}, "pay with [CARD] or [CARD]"),
     ("QQ邮箱13812345678@qq.com", {"email": 1}, "QQ邮箱[EMAIL]"),
+    # found since phones come from `phonenumbers`: Chinese landlines, "00" international prefixes
+    ("北京 010-6552-9988 或 (0755) 8765 4321", {"phone": 2}, "北京 [PHONE] 或 [PHONE]"),
+    ("上海 021-6234 5678, London 0044 20 7946 0958", {"phone": 2}, "上海 [PHONE], London [PHONE]"),
+    ("Seoul +82 10-1234-5678, Paris +33 1 42 68 53 00", {"phone": 2}, "Seoul [PHONE], Paris [PHONE]"),
 ])
 def test_found_and_redacted(text: str, kinds: dict, redacted: str) -> None:
     assert find_pii(text) == kinds
@@ -32,6 +36,9 @@ def test_found_and_redacted(text: str, kinds: dict, redacted: str) -> None:
     "订单号2023138123456789012",  # a mobile number inside a longer digit run is not one
     "score 12-10 in 1999, room 101",
     "email at example dot com, @handle",
+    "code +12 3456 7890",  # no country has the code +12
+    "invoice 2023-000123, won (7-5) 4-6 6-3 4-6 6-0",  # valid digits as Chinese landlines, but no leading 0
+    "ticket 000-300, timestamp 1701388800",
 ])
 def test_not_personal_data(text: str) -> None:
     assert find_pii(text) == {}
@@ -46,12 +53,13 @@ def test_check_digits() -> None:
 
 
 def test_one_megabyte_is_fast() -> None:
+    # CPU time, not wall time: the limit is about linear time, not about what else shares the machine
     text = ("客户 alice@example.com 电话13812345678 paid 4111111111111111 on 2024-01-05. " * 15_000)[:1_000_000]
-    start = time.perf_counter()
+    start = time.process_time()
     found = find_pii(text)
-    assert time.perf_counter() - start < 5
-    assert found["email"] > 10_000 and found["phone"] > 10_000 and found["card"] > 10_000
+    assert time.process_time() - start < 5
+    assert found == {"email": 13_889, "phone": 13_889, "card": 13_889}
     for hostile in ("a" * 1_000_000, "1" * 1_000_000, "a@" * 500_000, "+1 " * 300_000):
-        start = time.perf_counter()
+        start = time.process_time()
         find_pii(hostile)
-        assert time.perf_counter() - start < 5, hostile[:5]
+        assert time.process_time() - start < 5, hostile[:5]

@@ -4,34 +4,35 @@ Kinds and their replacement tokens:
 
     email    [EMAIL]    name@domain.tld
     id_card  [ID_CARD]  Chinese 18-digit resident ID, check digit verified (ISO 7064 MOD 11-2)
-    phone    [PHONE]    Chinese mobile 1[3-9]xxxxxxxxx (optional +86/0086, 3-4-4 grouping),
-                        US style (555) 123-4567 / 555-123-4567 / +1 ..., international +CC ...
-                        (7–15 digits); bare digit runs are not phones except Chinese mobiles
+    phone    [PHONE]    found by `phonenumbers` (Google's libphonenumber metadata): any country's
+                        number written with its code (+44 20 7946 0958, 0086-150-1234-5678), and
+                        numbers without one read as Chinese (13812345678, 010-6552-9988) or North
+                        American ((202) 456-1111); see `_phone_ok` for what is kept
     card     [CARD]     payment card, 13–19 digits with optional spaces/dashes, Luhn verified
 
 Detectors run in that order on the text left by the previous one, so a span is counted once
-(an e-mail made of a phone number is an e-mail; an ID number is not also a card or phone). Every pattern
-is anchored with a look-behind so the regex engine starts at most once per run of characters:
-linear time, a 1 MB text is fine. Digits are ASCII only ([0-9]), and boundaries are "not a digit"
-rather than \\b because Chinese characters count as word characters.
+(an e-mail made of a phone number is an e-mail; an ID number is not also a card or phone). The regex
+patterns are anchored with a look-behind so the regex engine starts at most once per run of
+characters: linear time, a 1 MB text is fine. Digits are ASCII only ([0-9]), and boundaries are "not
+a digit" rather than \\b because Chinese characters count as word characters.
+
+Phones were a hand-written regex (Chinese mobiles, US shapes, "+CC" runs) until measured against
+`phonenumbers` (benchmarks/pii_eval.py, figures in BENCHMARKS.md): the library finds national
+formats the regex did not know and rejects digit runs no numbering plan has.
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
+import sys
+from collections.abc import Callable, Iterator
+
+import phonenumbers
+from phonenumbers import Leniency, PhoneNumberMatcher
 
 _EMAIL = re.compile(r"(?<![A-Za-z0-9._%+-])[A-Za-z0-9][A-Za-z0-9._%+-]*@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*\.[A-Za-z]{2,}(?![A-Za-z0-9])")
 _ID_CARD = re.compile(r"(?<![0-9A-Za-z])[1-9][0-9]{5}(?:18|19|20)[0-9]{2}(?:0[1-9]|1[0-2])(?:0[1-9]|[12][0-9]|3[01])[0-9]{3}[0-9Xx](?![0-9A-Za-z])")
 _CARD = re.compile(r"(?<![0-9+])[0-9](?:[ -]?[0-9]){12,18}(?![0-9])")
-_PHONE = re.compile(
-    r"(?<![0-9+])(?:"
-    r"(?:(?:\+|00)86[ -]?)?1[3-9][0-9](?:[0-9]{8}|[ -][0-9]{4}[ -][0-9]{4})"  # Chinese mobile
-    r"|(?:\+?1[ .-]?)?\([2-9][0-9]{2}\)[ .-]?[0-9]{3}[ .-][0-9]{4}"            # (555) 123-4567
-    r"|(?:\+?1[ .-])?[2-9][0-9]{2}[.-][0-9]{3}[.-][0-9]{4}"                   # 555-123-4567
-    r"|\+[1-9][0-9]{0,2}(?:[ .-]?\(?[0-9]{1,4}\)?){2,5}"                       # +44 20 7946 0958
-    r")(?![0-9])"
-)
 
 _ID_WEIGHTS = (7, 9, 10, 5, 8, 4, 2, 1, 6, 3, 7, 9, 10, 5, 8, 4, 2)
 _ID_CHECK = "10X98765432"
@@ -61,15 +62,59 @@ def _card_ok(span: str) -> bool:
     return 13 <= len(digits) <= 19 and len(set(digits)) > 1 and luhn_valid(digits)
 
 
-def _phone_ok(span: str) -> bool:
-    return 7 <= sum(ch.isdigit() for ch in span) <= 15
+_PHONE_REGION = "CN"  # how the matcher reads a number written without a country code
+_INTERNATIONAL = re.compile(r"\(?(?:\+|00(?=[1-9]))")
+# North American shape, grouped 3-3-4 with separators: a bare run of ten digits is more often an id
+_NANP = re.compile(r"(?:\+?1[ .-]?)?(?:\([2-9][0-9]{2}\)[ .-]?|[2-9][0-9]{2}[ .-])[0-9]{3}[ .-][0-9]{4}")
+_NOT_DIGIT = re.compile(r"[^0-9]")
 
 
-_DETECTORS: tuple[tuple[str, str, re.Pattern[str], Callable[[str], bool] | None], ...] = (
-    ("email", "[EMAIL]", _EMAIL, None),
-    ("id_card", "[ID_CARD]", _ID_CARD, id_card_valid),
-    ("phone", "[PHONE]", _PHONE, _phone_ok),
-    ("card", "[CARD]", _CARD, _card_ok),
+def _phone_ok(match: phonenumbers.PhoneNumberMatch) -> bool:
+    """Whether a number-shaped span the matcher proposed is a phone number:
+    - written with a country code (+44 ..., 0086 ...): of a length that country's plan allows (also
+      ranges not yet assigned, and the fictional +1 555 numbers);
+    - without one, read as Chinese: a valid number written with the national prefix its type needs
+      (landlines 010-..., 0755-...; mobiles none), as the library's VALID leniency requires — without
+      that check "2023-000123" and a tennis score "(7-5) 4-6 6-3" pass as landlines;
+    - or in the North American 3-3-4 shape with separators ((202) 456-1111, 555-123-4567)."""
+    number, raw = match.number, match.raw_string
+    if _INTERNATIONAL.match(raw):
+        return phonenumbers.is_possible_number(number)
+    # +86 has one region: asking for it skips the library's region lookup, a third of the cost
+    if number.country_code == 86 and phonenumbers.is_valid_number_for_region(number, "CN"):
+        national = phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.NATIONAL)
+        if _NOT_DIGIT.sub("", national) == _NOT_DIGIT.sub("", raw):
+            return True
+    if _NANP.fullmatch(raw):
+        try:
+            return phonenumbers.is_possible_number(phonenumbers.parse(raw, "US"))
+        except phonenumbers.NumberParseException:
+            return False
+    return False
+
+
+def _phone_spans(text: str) -> Iterator[tuple[int, int]]:
+    # POSSIBLE leniency proposes every number-shaped span (the matcher itself skips dates, times and
+    # digits glued to letters); `_phone_ok` then decides. max_tries: the default 65 535 candidates
+    # would silently stop a long text part-way.
+    for match in PhoneNumberMatcher(text, _PHONE_REGION, leniency=Leniency.POSSIBLE, max_tries=sys.maxsize):
+        if _phone_ok(match):
+            yield match.start, match.end
+
+
+def _regex_spans(pattern: re.Pattern[str], valid: Callable[[str], bool] | None) -> Callable[[str], Iterator[tuple[int, int]]]:
+    def spans(text: str) -> Iterator[tuple[int, int]]:
+        for match in pattern.finditer(text):
+            if valid is None or valid(match.group()):
+                yield match.span()
+    return spans
+
+
+_DETECTORS: tuple[tuple[str, str, Callable[[str], Iterator[tuple[int, int]]]], ...] = (
+    ("email", "[EMAIL]", _regex_spans(_EMAIL, None)),
+    ("id_card", "[ID_CARD]", _regex_spans(_ID_CARD, id_card_valid)),
+    ("phone", "[PHONE]", _phone_spans),
+    ("card", "[CARD]", _regex_spans(_CARD, _card_ok)),
 )
 
 KINDS = tuple(kind for kind, *_ in _DETECTORS)
@@ -84,21 +129,16 @@ _DIGITS = re.compile(r"[0-9](?:[ ().-]{0,2}[0-9]){6}")
 def _scan(text: str) -> tuple[str, dict[str, int]]:
     counts: dict[str, int] = {}
     has_at, has_digits = "@" in text, _DIGITS.search(text) is not None
-    for kind, token, pattern, valid in _DETECTORS:
+    for kind, token, spans in _DETECTORS:
         if not (has_at if kind == "email" else has_digits):
             continue
-        found = 0
-
-        def replace(match: re.Match[str]) -> str:
-            nonlocal found
-            if valid is not None and not valid(match.group()):
-                return match.group()
-            found += 1
-            return token
-
-        text = pattern.sub(replace, text)
-        if found:
-            counts[kind] = found
+        parts, last = [], 0
+        for start, end in spans(text):
+            parts += [text[last:start], token]
+            last = end
+        if parts:
+            counts[kind] = len(parts) // 2
+            text = "".join(parts) + text[last:]
     return text, counts
 
 
