@@ -25,14 +25,20 @@ def read_meta(path: Path) -> dict:
     return json.loads(meta_path.read_text())
 
 
-def load_predictor(path: Path, *, device: str = "cpu", threads: int | None = None) -> Predictor:
-    """The predictor for the model folder at `path`, whatever its family and format."""
+def load_predictor(path: Path, *, device: str = "cpu", threads: int | None = None,
+                   registered=None) -> Predictor:
+    """The predictor for the model folder at `path`, whatever its family and format.
+
+    `registered`: its registry row (anything with `ref` and `files_sha256`), whose recorded hashes
+    a pickled file must match before it is loaded; without it, the copy in modelshop.json is used.
+    """
     meta = read_meta(path)
     family, fmt = meta["family"], meta.get("format", "pytorch")
     if family == "tfidf":
         from modelshop.inference.tfidf import TfidfPredictor
 
-        return TfidfPredictor(Path(path), meta)
+        return TfidfPredictor(Path(path), meta, ref=getattr(registered, "ref", None),
+                              files_sha256=getattr(registered, "files_sha256", None))
     if fmt == "onnx":
         from modelshop.inference.onnx import OnnxPredictor  # added with model compression
 

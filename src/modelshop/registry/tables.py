@@ -29,6 +29,9 @@ class ModelVersion(Base):
     metrics: Mapped[dict] = mapped_column(JSON, default=dict)
     data_sha256: Mapped[str | None] = mapped_column(String(64))
     eval_sha256: Mapped[str | None] = mapped_column(String(64))
+    # relative path → SHA-256 of each file at registration; None on versions registered before
+    # they were recorded (see `modelshop.inference.tfidf.load_pickle`)
+    files_sha256: Mapped[dict | None] = mapped_column(JSON)
     parent_id: Mapped[int | None] = mapped_column(ForeignKey("model_versions.id"))
     created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
     promoted_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
