@@ -30,15 +30,19 @@ NOT_STATE = {"web_sessions"}  # what a refused request may still touch: its own 
 
 @pytest.fixture
 def world(app, shop_settings):
+    return make_world(shop_settings)
+
+
+def make_world(shop_settings, mine_customer: str = "mine-customer") -> dict:
     """Partners "Mine" and "Other", each with a paying referred customer, a paid commission and a payout."""
     db = get_database(shop_settings)
     make_plan(db, "pro", base_fee="50.00")
     mine = partners.create_partner(db, "Mine", actor="test")
     other = partners.create_partner(db, "Other", actor="test")
     ids, pays = {}, {}
-    for name, p in (("mine-customer", mine), ("other-customer", other)):
+    for name, p in ((mine_customer, mine), ("other-customer", other)):
         commissions.create_rule(db, p["id"], "percent", percent="10", hold_days=0, actor="test")
-        ids[name] = accounts.create_customer(db, name, "pro", email=f"{name}@x.io", actor="test")["id"]
+        ids[name] = accounts.create_customer(db, name, "pro", email=f"{p['channel']['code']}@x.io", actor="test")["id"]
         attribution.bind_customer(db, shop_settings, ids[name], params={"ref": p["channel"]["code"]})
         inv = invoices.run_invoices(db, period(0), customer_id=ids[name], actor="test")["invoices"][0]["id"]
         invoices.finalize(db, inv, actor="test", now=month_start(1))
@@ -48,7 +52,7 @@ def world(app, shop_settings):
         pays[p["id"]] = commissions.payout(db, p["id"], period(0), actor="test")["id"]
     return {"db": db, "mine": mine, "other": other, "ids": ids, "payouts": pays,
             "key": partners.create_partner_key(db, mine["id"], actor="test")["key"],
-            "customer_key": keys.create_key(db, ids["mine-customer"], actor="test")["key"]}
+            "customer_key": keys.create_key(db, ids[mine_customer], actor="test")["key"]}
 
 
 def console_routes(app) -> list[tuple[str, str]]:

@@ -22,7 +22,6 @@ Only amounts in `channels_currency` are counted.
 
 from __future__ import annotations
 
-import csv
 import datetime as dt
 import io
 from collections import defaultdict
@@ -35,6 +34,7 @@ from modelshop.billing.money import check_currency, fmt, from_minor, to_minor
 from modelshop.billing.periods import parse_period
 from modelshop.billing.revenue import serving_cost
 from modelshop.billing.tables import ApiKey, Customer, Invoice, UsageCounter, UsageEvent
+from modelshop.channels import csvsafe
 from modelshop.channels.tables import Attribution, Channel, Commission, Cost, Partner, Touch, Visit
 from modelshop.db import Database
 from modelshop.errors import ValidationError
@@ -262,7 +262,7 @@ def monthly(db: Database, period: str, *, months: int = 12, currency: str = "USD
 def report_csv(rows: list[dict]) -> str:
     """The channel report as CSV, one line per channel, the columns of `REPORT_COLUMNS`."""
     out = io.StringIO()
-    w = csv.DictWriter(out, fieldnames=REPORT_COLUMNS, lineterminator="\n", extrasaction="ignore")
+    w = csvsafe.DictWriter(out, fieldnames=REPORT_COLUMNS, lineterminator="\n", extrasaction="ignore")
     w.writeheader()
     w.writerows([{k: ("" if v is None else v) for k, v in r.items()} for r in rows])
     return out.getvalue()

@@ -18,7 +18,6 @@ statement pays the approved ones, netting negative entries against positive ones
 
 from __future__ import annotations
 
-import csv
 import datetime as dt
 import io
 from decimal import Decimal
@@ -32,6 +31,7 @@ from modelshop.billing.accounts import parse_percent
 from modelshop.billing.money import check_currency, exact_minor, fmt, round_half_up
 from modelshop.billing.periods import parse_period
 from modelshop.billing.tables import Customer, Invoice
+from modelshop.channels import csvsafe
 from modelshop.channels.partners import load_partner
 from modelshop.channels.tables import Attribution, Channel, Commission, CommissionRule, JobLock, Payout
 from modelshop.db import Database, utcnow
@@ -346,7 +346,7 @@ STATEMENT_COLUMNS = ("entry_id", "customer_id", "customer", "invoice_id", "perio
 def statement_csv(st: dict) -> str:
     """A payout statement as CSV: one line per entry and a closing total line."""
     out = io.StringIO()
-    w = csv.writer(out, lineterminator="\n")
+    w = csvsafe.writer(out, lineterminator="\n")  # names in it are chosen by customers: no formulas
     w.writerow(STATEMENT_COLUMNS)
     for e in st["entries"]:
         w.writerow([e["id"], e["customer_id"], e["customer"], e["invoice_id"] or "", e["period"], e["kind"],
