@@ -1,17 +1,22 @@
 """The model registry: versions with stages and lineage, rows in the database, files on disk.
 
 A version is visible only once fully written: files are built in `models_dir/.incoming/<id>`,
-moved into place with one rename, and only then is the row committed. A crash in between leaves
-an orphan folder with no row, which nothing reads and the next save of that version removes.
+moved into place with one rename, and only then is the row committed. The rename never replaces
+a folder that is there already: a crash between rename and commit leaves an orphan folder with
+no row, which nothing reads, and which looks exactly like the folder of another writer about to
+commit, so it is left alone and the version goes to a fresh path beside it (see `publish`).
+At registration the SHA-256 of every file is recorded in the row and in `modelshop.json`, so
+a pickled file changed afterwards is refused rather than unpickled (`modelshop.inference.tfidf`).
 May import: db, settings, errors.
 """
 
 from __future__ import annotations
 
+import errno
+import hashlib
 import json
 import os
 import re
-import shutil
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,8 +31,11 @@ from modelshop.settings import Settings, get_settings
 
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$")
 META_FILE = "modelshop.json"
+FILES_KEY = "files_sha256"  # the key in META_FILE; modelshop.inference reads the same one
+PUBLISH_ATTEMPTS = 10       # version numbers tried before giving up to concurrent writers
 
-__all__ = ["Registry", "ModelVersion", "STAGES", "META_FILE", "parse_ref", "promotion_target", "publish"]
+__all__ = ["Registry", "ModelVersion", "STAGES", "META_FILE", "FILES_KEY", "parse_ref", "promotion_target",
+           "publish", "file_hashes"]
 
 
 def parse_ref(ref: str) -> tuple[str, int | None]:
@@ -46,6 +54,17 @@ def promotion_target(ref: str, stage: str) -> tuple[str, int]:
     if version is None:
         raise ValidationError(f'promote needs NAME:VERSION, e.g. "{name}:2"')
     return name, version
+
+
+def file_hashes(folder: Path) -> dict[str, str]:
+    """SHA-256 of every file under `folder` by relative path, but META_FILE (which carries them)."""
+    out = {}
+    for p in sorted(folder.rglob("*")):
+        rel = p.relative_to(folder).as_posix()
+        if p.is_file() and rel != META_FILE:
+            with open(p, "rb") as f:
+                out[rel] = hashlib.file_digest(f, "sha256").hexdigest()
+    return out
 
 
 def check_name(name: str) -> str:
@@ -82,8 +101,13 @@ class Registry:
         The first version of a name goes to production at once; later ones wait in staging.
         """
         check_name(name)
-        if not (build_dir / META_FILE).is_file():
+        meta_path = build_dir / META_FILE
+        if not meta_path.is_file():
             raise ValidationError(f"{build_dir} has no {META_FILE}; it is not a finished model folder")
+        files = file_hashes(build_dir)
+        meta = json.loads(meta_path.read_text())
+        meta[FILES_KEY] = files  # a copy beside the files, for a folder loaded without its row
+        meta_path.write_text(json.dumps(meta, ensure_ascii=False, indent=1))
 
         def latest(s) -> int | None:
             return s.scalar(select(func.max(ModelVersion.version)).where(ModelVersion.name == name))
@@ -92,7 +116,7 @@ class Registry:
             row = ModelVersion(
                 name=name, version=version, family=family, format=format, base_model=base_model,
                 path=rel, multi_label=multi_label, labels=list(labels), metrics=metrics,
-                data_sha256=data_sha256, eval_sha256=eval_sha256, parent_id=parent_id,
+                data_sha256=data_sha256, eval_sha256=eval_sha256, parent_id=parent_id, files_sha256=files,
                 stage=stage or ("production" if first else "staging"),
             )
             if row.stage == "production":
@@ -179,27 +203,44 @@ def publish(db: Database, root: Path, build_dir: Path, rel_prefix: str, *, lates
 
     `latest(session)` gives the highest version so far, `make_row(version, rel, first)` the row,
     `before_add(session, row)` runs in the committing transaction (e.g. archiving the old production).
+    Writers racing for one name each get their own number: the database's unique (name, version)
+    decides who has N, and the loser takes its folder back out and tries N+1. Nothing here deletes
+    or replaces a folder: `_move_in` only renames into a path that is free.
     """
     _fsync_tree(build_dir)
-    for _attempt in range(5):
+    for _attempt in range(PUBLISH_ATTEMPTS):
         with db.session() as s:
             top = latest(s)
         version = (top or 0) + 1
-        rel = f"{rel_prefix}/v{version}"
-        target = root / rel
-        if target.exists():  # an orphan from a crash between rename and commit
-            shutil.rmtree(target)
-        target.parent.mkdir(parents=True, exist_ok=True)
-        os.replace(build_dir, target)
+        rel = _move_in(build_dir, root, f"{rel_prefix}/v{version}")
         row = make_row(version, rel, top is None)
         try:
             with db.session() as s:
                 before_add(s, row)
                 s.add(row)
             return row
-        except IntegrityError:  # another writer took this version number: move back, retry
-            os.replace(target, build_dir)
+        except IntegrityError:  # another writer committed this version number first: take ours back, retry
+            os.rename(root / rel, build_dir)
     raise Conflict(f"could not allocate a version number for {rel_prefix}; too many concurrent saves")
+
+
+def _move_in(build_dir: Path, root: Path, rel: str) -> str:
+    """Rename `build_dir` to `root/rel`, or, when that path is taken, to a fresh one beside it.
+
+    A taken `vN` is a committed version, one another writer has just moved in and is committing,
+    or an orphan of a crash; from here they look the same, so none is touched. The rename itself is
+    the check: it fails on an existing non-empty folder (POSIX) or any existing one (Windows), so
+    two writers never both get a path, and no exists()-then-rename window lets one replace the other.
+    """
+    (root / rel).parent.mkdir(parents=True, exist_ok=True)
+    for candidate in (rel, f"{rel}-{uuid.uuid4().hex[:12]}"):
+        try:
+            os.rename(build_dir, root / candidate)
+            return candidate
+        except OSError as e:
+            if e.errno not in (errno.EEXIST, errno.ENOTEMPTY):
+                raise
+    raise Conflict(f"{root / rel} and a fresh path beside it are both taken; retry the save")
 
 
 def _fsync_tree(path: Path) -> None:
