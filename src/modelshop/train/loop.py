@@ -27,12 +27,14 @@ from transformers import get_linear_schedule_with_warmup
 from modelshop.inference.base import probabilities
 from modelshop.train.base_models import load_pretrained
 from modelshop.train.config import TrainConfig
+from modelshop.train.processes import cpu_only
 
 CHECKPOINT_STATE = "trainer_state.json"
 
 
 class LengthGroupedBatches(Sampler[list[int]]):
-    """Shuffled batches of similar-length examples: shuffle, sort within mega-batches, chunk, shuffle."""
+    """Shuffled batches of similar-length examples: shuffle, sort within mega-batches, chunk, shuffle
+    (the short last chunk, if any, stays last)."""
 
     def __init__(self, lengths: list[int], batch_size: int, seed: int, group: bool = True) -> None:
         self.lengths, self.batch_size, self.seed, self.group = lengths, batch_size, seed, group
@@ -50,8 +52,11 @@ class LengthGroupedBatches(Sampler[list[int]]):
             idx = [i for s in range(0, len(idx), mega)
                    for i in sorted(idx[s:s + mega], key=lambda i: -self.lengths[i])]
         batches = [idx[s:s + self.batch_size] for s in range(0, len(idx), self.batch_size)]
+        # The one short batch stays last: sharding over N processes (accelerate's BatchSamplerShard)
+        # hands out batches N at a time and skips a round with a short batch anywhere but the end.
+        tail = [batches.pop()] if batches and len(batches[-1]) < self.batch_size else []
         rng.shuffle(batches)
-        return iter(batches)
+        return iter(batches + tail)
 
     def __len__(self) -> int:
         return math.ceil(len(self.lengths) / self.batch_size)
@@ -170,7 +175,7 @@ def fit_transformer(cfg: TrainConfig, train: tuple[list[str], list], val: tuple[
                     balanced: bool, progress: bool = True) -> FitResult:
     """Fine-tune `cfg.base_model`; returns the model with the best validation macro-F1 loaded."""
     accelerator = Accelerator(gradient_accumulation_steps=cfg.gradient_accumulation_steps,
-                              mixed_precision=_mixed_precision(cfg.mixed_precision))
+                              mixed_precision=_mixed_precision(cfg.mixed_precision), cpu=cpu_only())
     set_seed(cfg.seed)
     id2label = dict(enumerate(label_names))
     tokenizer, model = load_pretrained(

@@ -1,10 +1,17 @@
 """One training run end to end: load → check → split → tfidf baseline → fine-tune → evaluate →
-write the model folder (weights, tokenizer, label map, metrics, card, charts) → register."""
+write the model folder (weights, tokenizer, label map, metrics, card, charts) → register.
+
+Under `accelerate launch` / `torchrun` every process runs this: all of them train together (the
+loop shards the batches), but only the main process touches the registry, its database and its
+folder. The others build into a scratch folder of their own, wait with the main one until all
+are done, and leave; the main one registers the one version and returns the figures.
+"""
 
 from __future__ import annotations
 
 import json
 import shutil
+import tempfile
 import time
 from pathlib import Path
 
@@ -19,6 +26,7 @@ from modelshop.train import charts
 from modelshop.train.card import model_card, recommend
 from modelshop.train.config import TrainConfig
 from modelshop.train.metrics import compute_metrics, headline
+from modelshop.train.processes import process_state
 from modelshop.train.tfidf import fit_tfidf, save_tfidf
 
 
@@ -54,7 +62,10 @@ def run_training(data, eval_data=None, *, name: str, cfg: TrainConfig | None = N
     settings = settings or get_settings()
     cfg = cfg or TrainConfig()
     progress = settings.progress if progress is None else progress
-    registry = registry or Registry.from_settings(settings)
+    processes = process_state()
+    main = processes.is_main_process
+    # only the main process opens the database: N processes migrating one fresh file at once collide
+    registry = (registry or Registry.from_settings(settings)) if main else None
     started = time.perf_counter()
 
     if not cfg.is_tfidf:  # a wrong base model should fail before any data work
@@ -92,7 +103,7 @@ def run_training(data, eval_data=None, *, name: str, cfg: TrainConfig | None = N
     balanced = cfg.class_weights == "balanced" or (
         cfg.class_weights == "auto" and (profile.get("imbalance_ratio") or 1) >= 3)
 
-    build = registry.incoming_dir()
+    build = registry.incoming_dir() if main else Path(tempfile.mkdtemp(prefix="modelshop-train-"))
     try:
         result = _train_into(build, cfg, fit_set, val_set, evaluation, label_names, multi, max_length,
                              balanced, profile, progress, settings)
@@ -113,6 +124,9 @@ def run_training(data, eval_data=None, *, name: str, cfg: TrainConfig | None = N
                   "search": result.get("search")}
         (build / "metrics.json").write_text(json.dumps(stored, ensure_ascii=False, indent=1))
         (build / META_FILE).write_text(json.dumps(meta, ensure_ascii=False, indent=1))
+        processes.wait_for_everyone()  # every process has trained and written: one version, once
+        if not main:
+            _leave_quietly()
         row = registry.register(name, build, family=meta["family"], format=meta["format"],
                                 base_model=cfg.base_model, labels=label_names, multi_label=multi,
                                 metrics={**headline(result["metrics"]), "baseline_macro_f1":
@@ -130,6 +144,13 @@ def run_training(data, eval_data=None, *, name: str, cfg: TrainConfig | None = N
             "charts": {k: str(folder / v) for k, v in result["charts"].items()},
             "fit": result["fit"], "search": result.get("search"),
             "wall_seconds": round(time.perf_counter() - started, 1)}
+
+
+def _leave_quietly() -> None:
+    """End a non-main process of a launch: its part (training with the others) is done, and the
+    main process alone registers and prints, so a launch prints one result and makes one version.
+    `finally` blocks still run (its scratch folder is removed); the launcher sees exit status 0."""
+    raise SystemExit(0)
 
 
 def _train_into(build: Path, cfg: TrainConfig, fit_set: Dataset, val_set: Dataset | None, evaluation: Dataset,
