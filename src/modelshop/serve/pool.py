@@ -134,7 +134,7 @@ def load_served(row, path: Path, settings: Settings, metrics: Metrics) -> Served
     from modelshop.inference import load_predictor
 
     threads = serve_threads(settings)
-    predictor = load_predictor(path, device=settings.device, threads=threads)
+    predictor = load_predictor(path, device=settings.device, threads=threads, registered=row)
     spawn = None
     if predictor.family == "tfidf":
         runner = TfidfRunner(predictor, label=row.ref)

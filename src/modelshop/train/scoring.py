@@ -25,7 +25,7 @@ def predictor_for(ref: str, settings: Settings | None = None) -> tuple[Predictor
     registry = Registry.from_settings(settings)
     row = registry.get(ref)
     path = registry.path(row)
-    return load_predictor(path, device=settings.device, threads=settings.torch_threads), row
+    return load_predictor(path, device=settings.device, threads=settings.torch_threads, registered=row), row
 
 
 def evaluate(ref: str, data_path: Path, *, text_col: str | None = None, label_col: str | None = None,
