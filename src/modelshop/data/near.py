@@ -7,6 +7,13 @@ when its signatures agree on at least `threshold` of the 128 positions (the Jacc
 A bucket holding more than `_BUCKET_CAP` texts (templated data) is compared against its first
 member only, so pair counts are a lower bound there. Hash constants are derived from SHA-256,
 so results are the same on every run and machine.
+
+Why not `datasketch` (MinHash + MinHashLSH): measured against the exact Jaccard of every pair
+(benchmarks/near_duplicates.py, 2026-12-01, rotten_tomatoes / bbc_news / faq_en with 500 planted
+edits each), ours had recall 0.934 / 0.998 / 0.972 against datasketch's 0.831 / 0.986 / 0.913 at its
+own bands for 0.8 (precision 0.950 / 0.998 / 0.983 against 0.993 / 1.000 / 0.995), and took 0.23 /
+0.74 / 0.04 CPU s against 1.59 / 3.90 / 0.24: 5–7 × faster, and still 2–9 × given our 16 × 8 bands,
+where its recall matches ours. So this file stays.
 """
 
 from __future__ import annotations
