@@ -12,7 +12,7 @@ Why not `datasketch` (MinHash + MinHashLSH): measured against the exact Jaccard 
 (benchmarks/near_duplicates.py, 2026-12-01, rotten_tomatoes / bbc_news / faq_en with 500 planted
 edits each), ours had recall 0.934 / 0.998 / 0.972 against datasketch's 0.831 / 0.986 / 0.913 at its
 own bands for 0.8 (precision 0.950 / 0.998 / 0.983 against 0.993 / 1.000 / 0.995), and took 0.23 /
-0.74 / 0.04 CPU s against 1.59 / 3.90 / 0.24: 5–7 × faster, and still 2–9 × given our 16 × 8 bands,
+0.74 / 0.04 CPU s against 1.59 / 3.90 / 0.24: 5–7 × faster, and 5–12 × given our 16 × 8 bands,
 where its recall matches ours. So this file stays.
 """
 
