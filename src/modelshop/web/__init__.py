@@ -4,7 +4,11 @@
               a live playground and the support bot's chat widget (the only JavaScript), pricing,
               signup with referral
     console   models, customers and keys, usage and revenue over time, invoices, channels with
-              funnel, cohorts and CAC/LTV/ROI, partners and commissions; login sets an HttpOnly cookie
+              funnel, cohorts and CAC/LTV/ROI, partners and commissions; admin-only but for the
+              partner's own page and payout statements
+    sessions  console logins kept on the server (table `web_sessions`, in `tables`): the cookie holds
+              a random id; logout, expiry or the key's revocation ends it; a CSRF token per session
+    card      what the public may see of a model card and its figures (no server file paths)
     labels    the console's labelling queue and dataset versions (the feedback loop)
     tickets   the console's support desk: the bots' hand-offs, answered by a person
     charts    matplotlib figures rendered to inline SVG on the server (no CDN, no build step)
