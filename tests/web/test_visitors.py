@@ -7,6 +7,7 @@ from __future__ import annotations
 import re
 import uuid
 
+import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import func, select
 
@@ -122,3 +123,18 @@ def test_a_referral_link_to_the_site_root_lands_on_the_storefront_and_counts_onc
     assert counts(shop_settings) == (1, 1)
     rows = {r["code"]: r for r in analytics.report(db, shop_settings, utcnow().strftime("%Y-%m"))}
     assert rows[code]["visits"] == 1
+
+
+def test_replicas_sharing_a_redis_share_the_address_budget(shop_settings):
+    from tests.billing.servers import redis_url_or_skip
+
+    shared = shop_settings.model_copy(update={"redis_url": redis_url_or_skip(pytest), "storefront_address_rpm": 4,
+                                              "rate_limit_prefix": f"t{uuid.uuid4().hex[:12]}"})
+    one, two = build_app(shared), build_app(shared)
+    codes = []
+    with TestClient(one, client=("198.51.100.30", 1)) as a, TestClient(two, client=("198.51.100.30", 2)) as b:
+        for client in (a, b, a, b, a, b):
+            client.cookies.clear()
+            client.get("/store")  # a fresh signed visitor each time: only the address's budget holds
+            codes.append(client.post("/store/playground", json={"model": "support", "text": "ok"}).status_code)
+    assert codes == [200] * 4 + [429] * 2
