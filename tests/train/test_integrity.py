@@ -20,7 +20,8 @@ from modelshop.train import TrainConfig, run_training
 from modelshop.train.scoring import predict
 from tests.serve.helpers import AUTH, make_settings
 
-CHANGED = r"model file tfidf\.joblib of {what} changed since registration \(sha256 [0-9a-f]{{64}}, registered [0-9a-f]{{64}}\); re-register it"
+CHANGED = (r"model file tfidf\.joblib of {what} changed since registration "
+           r"\(sha256 [0-9a-f]{{64}}, registered [0-9a-f]{{64}}\); re-register it")
 
 
 class _Payload:
