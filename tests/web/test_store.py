@@ -26,7 +26,10 @@ def test_model_page_shows_every_stage_and_records_the_touch(app, shop_settings):
         cookie = r.headers["set-cookie"]
         assert "ms_visitor=" in cookie and "HttpOnly" in cookie and "SameSite=lax" in cookie
         assert client.get("/store/support/files/confusion_matrix.png").headers["content-type"] == "image/png"
-        assert client.get("/store/support/card.md").text.startswith("# Model card: support")
+        card = client.get("/store/support/card.md").text
+        assert card.startswith("# Model card: support")
+        # the training wrote the data file's absolute path into the card; the public sees only its name
+        assert "pytest-of-" not in card and "pytest-of-" not in html and ".jsonl" in card
         assert client.get("/store/support/files/modelshop.json").status_code == 404
         assert client.get("/store/nosuch").status_code == 404
         client.get("/store")  # a second page view of the same visitor, no channel

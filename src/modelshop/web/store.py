@@ -35,6 +35,7 @@ from modelshop.errors import ModelshopError, NotFound, RateLimited, ValidationEr
 from modelshop.registry import Registry
 from modelshop.serve.gate import Principal
 from modelshop.web import throttle
+from modelshop.web.card import public, public_model, strip_paths
 from modelshop.web.chat import chat_bot
 from modelshop.web.chat import router as chat_router
 from modelshop.web.deps import database, form, render, settings
@@ -130,7 +131,7 @@ async def index(request: Request):
 
 def _index(request: Request, vid: str, record: bool) -> Response:
     _track(request, vid, record)
-    models = [{"name": r.name, "version": r.version, "labels": r.labels, "metrics": r.metrics}
+    models = [{"name": r.name, "version": r.version, "labels": r.labels, "metrics": public(r.metrics)}
               for r in production(request)]
     return keep_visitor(request, render(request, "store_index.html", models=models, plans=pricing(request),
                                         params=attribution.tracking_params(request.query_params),
@@ -153,9 +154,9 @@ def _model_page(request: Request, name: str, vid: str, record: bool, status_code
         return render(request, "error.html", status_code=404, message=e.message)
     _track(request, vid, record)
     folder = registry_of(request).path(row)
-    profile = _json(folder / "profile.json")
-    page = dict(model=row, metrics=_json(folder / "metrics.json"), profile=profile,
-                optimize=_json(folder / "optimize.json"), latency=measured_latency(request, name),
+    # the public sees no server paths (data files, checkpoint and base-model folders)
+    page = dict(model=public_model(row), metrics=public(_json(folder / "metrics.json")),
+                profile=public(_json(folder / "profile.json")), optimize=public(_json(folder / "optimize.json")), latency=measured_latency(request, name),
                 charts=[f for f in CHART_FILES if (folder / f).is_file()], plans=pricing(request),
                 params=attribution.tracking_params(request.query_params) if params is None else params,
                 demo_max_chars=settings(request).storefront_demo_max_chars, chat_bot=chat_bot(request),
@@ -178,7 +179,7 @@ def model_card(request: Request, name: str):
     path = registry_of(request).path(production(request, name)[0]) / "card.md"
     if not path.is_file():
         raise NotFound(f"model {name} has no model card")
-    return PlainTextResponse(path.read_text(encoding="utf-8"), media_type="text/markdown; charset=utf-8")
+    return PlainTextResponse(strip_paths(path.read_text(encoding="utf-8")), media_type="text/markdown; charset=utf-8")
 
 
 @router.post("/store/playground")
