@@ -22,6 +22,17 @@ def run(*args: str, env_home=None, check_rc: int | None = 0) -> subprocess.Compl
     return proc
 
 
+def modelshop(*args: str, home) -> subprocess.CompletedProcess:
+    """The installed entry point itself (`.venv/bin/modelshop`), as a user runs it."""
+    import os
+    from pathlib import Path
+
+    exe = Path(sys.executable).with_name("modelshop")
+    cmd = [str(exe)] if exe.exists() else [sys.executable, "-m", "modelshop"]
+    env = {**os.environ, "MODELSHOP_HOME": str(home), "MODELSHOP_PROGRESS": "false", "HF_HUB_OFFLINE": "1"}
+    return subprocess.run([*cmd, *args], capture_output=True, text=True, env=env, timeout=120)
+
+
 def one_line_error(proc) -> str:
     assert proc.returncode == 2, proc.stderr
     lines = [ln for ln in proc.stderr.splitlines() if ln.strip()]
@@ -44,6 +55,33 @@ def test_train_bad_input_is_one_line(tmp_path, content, args, match):
                env_home=tmp_path / "home", check_rc=None)
     assert match in one_line_error(proc)
     assert not list((tmp_path / "home" / "models").glob("m/v*")) if (tmp_path / "home" / "models").exists() else True
+
+
+@pytest.mark.parametrize(("args", "usage", "says"), [
+    (["trian"], "Usage: modelshop [OPTIONS] COMMAND", "No such command 'trian'. Did you mean 'train'?"),
+    (["train", "--dat", "x.jsonl"], "Usage: modelshop train [OPTIONS]", "No such option: --dat (Possible options: --data)"),
+    (["train"], "Usage: modelshop train [OPTIONS]", "Missing option '--data'"),
+])
+def test_typos_get_the_usage_message_and_status_2(tmp_path, args, usage, says):
+    proc = modelshop(*args, home=tmp_path / "home")
+    assert proc.returncode == 2, proc.stderr
+    assert "Traceback" not in proc.stderr and usage in proc.stderr and says in proc.stderr
+    assert not proc.stdout
+
+
+def test_an_unexpected_error_is_one_line_and_a_log_file(tmp_path):
+    home = tmp_path / "home"
+    home.mkdir()
+    (home / "modelshop.db").write_bytes(b"this is not a database file " * 8)  # a broken environment, not a typo
+    proc = modelshop("plans", "list", home=home)
+    assert proc.returncode == 1 and "Traceback" not in proc.stderr
+    (line,) = proc.stderr.splitlines()
+    assert line.startswith("error: unexpected DatabaseError: ") and "file is not a database" in line
+    (log,) = (home / "logs").glob("cli-*.log")
+    assert str(log) in line
+    text = log.read_text()
+    assert text.startswith("modelshop plans list\n") and "Traceback (most recent call last)" in text
+    assert "sqlite3.DatabaseError" in text
 
 
 def test_non_utf8_file_is_one_line(tmp_path):

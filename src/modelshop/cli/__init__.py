@@ -1,11 +1,21 @@
 """The `modelshop` command: a map from command names to library functions, no logic here.
 
-Each command group is one module. Errors of ours print as one line, `error: ...`, exit status 2.
+Each command group is one module. What the user sees when something goes wrong:
+
+    a typo in a command or option    typer's usage message (with its "did you mean"), exit 2
+    bad input (our ModelshopError)   `error: ...` on one line, with the fix, exit 2
+    a bug or a broken environment    `error: unexpected ...` on one line and the path of a log file
+                                     holding the traceback (MODELSHOP_HOME/logs/), exit 1
 """
 
 from __future__ import annotations
 
+import datetime as dt
+import os
 import sys
+import tempfile
+import traceback
+from pathlib import Path
 
 import typer
 
@@ -28,22 +38,51 @@ _register()
 
 
 def main(argv: list[str] | None = None) -> None:
+    """Run one command. Returns on success (also when called in-process with `argv`), else exits."""
     try:
-        app(args=argv, standalone_mode=False)
+        # standalone mode: typer itself prints usage errors and exits 2, Ctrl-C exits 130
+        app(args=argv, prog_name="modelshop")
+    except SystemExit as e:
+        if e.code not in (0, None):
+            raise
     except ModelshopError as e:
         print(f"error: {e.message}", file=sys.stderr)
         sys.exit(2)
-    except typer.Abort:
-        print("aborted", file=sys.stderr)
+    except Exception as e:  # noqa: BLE001 - the last line of defence: one line for the user, the rest in a file
+        print(f"error: unexpected {type(e).__name__}: {_first_line(e)}; the traceback is in {_crash_log(e, argv)}"
+              " (please include it when you report this)", file=sys.stderr)
         sys.exit(1)
-    except (typer.BadParameter, typer.Exit) as e:  # click usage errors are handled below
-        raise e
-    except Exception as e:  # click's own usage errors
-        import click
 
-        if isinstance(e, click.ClickException):
-            e.show()
-            sys.exit(e.exit_code)
-        if isinstance(e, click.exceptions.Exit):
-            sys.exit(e.exit_code)
-        raise
+
+def _first_line(e: BaseException) -> str:
+    text = str(e).strip().splitlines()
+    line = text[0] if text else "(no message)"
+    return line if len(line) <= 300 else line[:297] + "..."
+
+
+def _crash_log(e: BaseException, argv: list[str] | None) -> Path:
+    """Write the traceback to MODELSHOP_HOME/logs/ (the temp folder when even that is unusable)."""
+    stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%SZ")
+    name = f"cli-{stamp}-{os.getpid()}.log"
+    args = sys.argv[1:] if argv is None else argv
+    text = (f"modelshop {' '.join(args)}\n{dt.datetime.now(dt.UTC).isoformat()}\n\n"
+            + "".join(traceback.format_exception(e)))
+    for folder in _log_folders():
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+            path = folder / name
+            path.write_text(text, encoding="utf-8")
+            return path
+        except OSError:
+            continue
+    return Path(os.devnull)
+
+
+def _log_folders() -> list[Path]:
+    try:
+        from modelshop.settings import get_settings
+
+        folders = [get_settings().home / "logs"]
+    except Exception:  # noqa: BLE001 - the settings themselves may be what failed
+        folders = []
+    return [*folders, Path(tempfile.gettempdir()) / "modelshop-logs"]
