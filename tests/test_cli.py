@@ -173,3 +173,24 @@ def test_real_minilm_learns_the_demo_data(tmp_path):
                          "--learning-rate", "2e-4", "--batch-size", "16", "--json", env_home=tmp_path / "h").stdout)
     assert out["macro_f1"] > 0.4, out["macro_f1"]
     assert out["baseline"]["macro_f1"] > 0.3 and out["recommended"] in {"transformer", "tfidf"}
+
+
+def test_score_out_into_a_missing_folder_is_one_line_and_leaves_nothing(settings, toy_data, tmp_path, capsys):
+    from modelshop.cli import main
+    from modelshop.train import TrainConfig, run_training
+
+    train, _ = toy_data
+    run_training(train, name="t", cfg=TrainConfig(base_model="tfidf"), settings=settings)
+    for out, says in ((tmp_path / "no" / "such" / "scored.jsonl", "output folder"),
+                      (tmp_path, "is a folder; name a file in it")):
+        with pytest.raises(SystemExit) as e:
+            main(["score", "--model", "t", "--data", str(train), "--out", str(out)])
+        err = capsys.readouterr().err
+        assert e.value.code == 2 and err.startswith("error: ") and err.count("\n") == 1 and says in err
+    assert not (tmp_path / "no").exists()
+    with pytest.raises(SystemExit):  # fails after the .partial file was opened: it is removed again
+        main(["score", "--model", "t", "--data", str(train), "--out", str(tmp_path / "s.jsonl"), "--text-col", "txt"])
+    assert 'no text column "txt"' in capsys.readouterr().err
+    assert not list(tmp_path.rglob("*.partial")) and not (tmp_path / "s.jsonl").exists()
+    main(["score", "--model", "t", "--data", str(train), "--out", str(tmp_path / "s.jsonl"), "--json"])
+    assert json.loads(capsys.readouterr().out)["rows"] == 60 and len((tmp_path / "s.jsonl").read_text().splitlines()) == 60

@@ -91,25 +91,40 @@ def score_file(ref: str, in_path: Path, out_path: Path, *, text_col: str | None 
     in_path, out_path = Path(in_path), Path(out_path)
     if not in_path.is_file():
         raise ValidationError(f"{in_path} does not exist")
+    _check_output(out_path)  # before loading the model, so a typo in the path fails at once
     predictor, row = predictor_for(ref, settings)
     total = _count_lines(in_path) - (0 if in_path.suffix.lower() == ".jsonl" else 1)
+    # written beside the output and renamed at the end, so a reader never sees half a file;
+    # removed again when scoring fails part-way
     tmp = out_path.with_name(out_path.name + ".partial")
     n = 0
-    with open(tmp, "w", encoding="utf-8") as out, tqdm(total=max(total, 0), unit="row", desc=f"scoring with {row.ref}",
-                                                       disable=not progress) as bar:
-        for rows in _rows(in_path, text_col, chunk):
-            col = text_col or next((c for c in ("text", "sentence", "content", "message") if c in rows[0]), None)
-            if col is None or col not in rows[0]:
-                found = list(rows[0])
-                raise ValidationError(f'no text column "{text_col or "text"}" in {in_path}; found: '
-                                      f'{", ".join(found)}{did_you_mean(text_col or "text", found)}')
-            texts = [str(r.get(col) or "") for r in rows]
-            probs = predictor.predict_proba(texts)
-            for r, p in zip(rows, probs, strict=True):
-                best = int(p.argmax())
-                out.write(json.dumps({**r, "label": predictor.labels[best], "score": round(float(p[best]), 6)},
-                                     ensure_ascii=False) + "\n")
-            n += len(rows)
-            bar.update(len(rows))
-    os.replace(tmp, out_path)
+    try:
+        with open(tmp, "w", encoding="utf-8") as out, tqdm(total=max(total, 0), unit="row",
+                                                           desc=f"scoring with {row.ref}", disable=not progress) as bar:
+            for rows in _rows(in_path, text_col, chunk):
+                col = text_col or next((c for c in ("text", "sentence", "content", "message") if c in rows[0]), None)
+                if col is None or col not in rows[0]:
+                    found = list(rows[0])
+                    raise ValidationError(f'no text column "{text_col or "text"}" in {in_path}; found: '
+                                          f'{", ".join(found)}{did_you_mean(text_col or "text", found)}')
+                texts = [str(r.get(col) or "") for r in rows]
+                probs = predictor.predict_proba(texts)
+                for r, p in zip(rows, probs, strict=True):
+                    best = int(p.argmax())
+                    out.write(json.dumps({**r, "label": predictor.labels[best], "score": round(float(p[best]), 6)},
+                                         ensure_ascii=False) + "\n")
+                n += len(rows)
+                bar.update(len(rows))
+        os.replace(tmp, out_path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
     return {"model": row.ref, "rows": n, "output": str(out_path)}
+
+
+def _check_output(out_path: Path) -> None:
+    if out_path.is_dir():
+        raise ValidationError(f"output {out_path} is a folder; name a file in it, e.g. {out_path / 'scored.jsonl'}")
+    if not out_path.parent.is_dir():
+        raise ValidationError(f"output folder {out_path.parent} does not exist; create it first "
+                              f"(mkdir -p {out_path.parent}) or write the output elsewhere")
