@@ -59,7 +59,8 @@ def test_train_bad_input_is_one_line(tmp_path, content, args, match):
 
 @pytest.mark.parametrize(("args", "usage", "says"), [
     (["trian"], "Usage: modelshop [OPTIONS] COMMAND", "No such command 'trian'. Did you mean 'train'?"),
-    (["train", "--dat", "x.jsonl"], "Usage: modelshop train [OPTIONS]", "No such option: --dat (Possible options: --data)"),
+    (["train", "--dat", "x.jsonl"], "Usage: modelshop train [OPTIONS]",
+     "No such option: --dat (Possible options: --data)"),
     (["train"], "Usage: modelshop train [OPTIONS]", "Missing option '--data'"),
 ])
 def test_typos_get_the_usage_message_and_status_2(tmp_path, args, usage, says):
@@ -193,4 +194,48 @@ def test_score_out_into_a_missing_folder_is_one_line_and_leaves_nothing(settings
     assert 'no text column "txt"' in capsys.readouterr().err
     assert not list(tmp_path.rglob("*.partial")) and not (tmp_path / "s.jsonl").exists()
     main(["score", "--model", "t", "--data", str(train), "--out", str(tmp_path / "s.jsonl"), "--json"])
-    assert json.loads(capsys.readouterr().out)["rows"] == 60 and len((tmp_path / "s.jsonl").read_text().splitlines()) == 60
+    assert json.loads(capsys.readouterr().out)["rows"] == 60
+    assert len((tmp_path / "s.jsonl").read_text().splitlines()) == 60
+
+
+def commands() -> dict[str, object]:
+    """Every leaf command of `modelshop`, by its full name."""
+    import typer
+
+    from modelshop.cli import app
+
+    found: dict[str, object] = {}
+
+    def walk(cmd, path):
+        for name, sub in getattr(cmd, "commands", {}).items():
+            walk(sub, [*path, name]) if hasattr(sub, "commands") else found.setdefault(" ".join([*path, name]), sub)
+
+    walk(typer.main.get_command(app), [])
+    return found
+
+
+def test_every_command_that_prints_a_result_has_json():
+    found = commands()
+    assert len(found) > 60 and {"train", "apps faq promote", "apps bot say", "apps tickets reply"} <= found.keys()
+    # `serve` prints where it listens and then serves until stopped: no result to print
+    missing = [name for name, cmd in found.items() if name != "serve"
+               and "--json" not in [o for p in cmd.params for o in p.opts]]
+    assert not missing
+
+
+def test_option_names_match_the_http_api_and_old_spellings_still_work(settings, capsys):
+    from modelshop.cli import main
+
+    rec = commands()["apps recommend for"]
+    shown = {o for p in rec.params if not getattr(p, "hidden", False) for o in p.opts}
+    assert {"--model", "--top-k"} <= shown and not {"--name", "-k"} & shown   # GET /apps/recommend/{user}?k=&model=
+    assert {"--model", "--top-k"} <= {o for p in commands()["predict"].params for o in p.opts}
+    for args, says in ((["--top-k", "0"], "k must be a whole number from 1 to 100, got 0"),
+                       (["-k", "0"], "k must be a whole number from 1 to 100, got 0"),
+                       (["--model", "shelf"], 'no recommender named "shelf"'),
+                       (["--name", "shelf"], 'no recommender named "shelf"'),
+                       (["--model", "a", "--name", "b"], "--model and --name are the same option")):
+        with pytest.raises(SystemExit) as e:
+            main(["apps", "recommend", "for", "u1", *args])
+        err = capsys.readouterr().err
+        assert e.value.code == 2 and err.count("\n") == 1 and says in err, err

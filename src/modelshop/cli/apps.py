@@ -7,7 +7,7 @@ from pathlib import Path
 
 import typer
 
-from modelshop.cli.output import emit_json
+from modelshop.cli.output import alias, emit_json
 
 JSON = typer.Option(False, "--json", help="print the result as JSON")
 
@@ -73,12 +73,16 @@ def faq_list(json_out: bool = JSON) -> None:
 
 @faq_app.command("promote")
 def faq_promote(ref: str = typer.Argument(..., help="NAME:VERSION"),
-                stage: str = typer.Option("production", help="production | staging | archived")) -> None:
+                stage: str = typer.Option("production", help="production | staging | archived"),
+                json_out: bool = JSON) -> None:
     """Serve another version of a knowledge base (or archive one)."""
     from modelshop.apps.store import ArtifactStore
 
     row = ArtifactStore.from_settings().promote("faq", ref, stage)
-    typer.echo(f"{row.ref} is now {row.stage}")
+    if json_out:
+        emit_json({"name": row.name, "version": row.version, "stage": row.stage})
+    else:
+        typer.echo(f"{row.ref} is now {row.stage}")
 
 
 @bot_app.command("create")
@@ -129,11 +133,19 @@ def bot_list(json_out: bool = JSON) -> None:
 
 @bot_app.command("say")
 def bot_say(text: str = typer.Argument(..., help="the message"), name: str = typer.Option(..., "--name"),
-            session: str = typer.Option(None, "--session", help="continue this session")) -> None:
-    """Send one message to a bot, as the chat widget does (JSON reply)."""
+            session: str = typer.Option(None, "--session", help="continue this session"),
+            json_out: bool = JSON) -> None:
+    """Send one message to a bot, as the chat widget does."""
     from modelshop.apps.support import handle_message
 
-    emit_json(handle_message(name, text, session))
+    out = handle_message(name, text, session)
+    if json_out:
+        emit_json(out)
+        return
+    typer.echo(out["reply"])
+    handoff = f"; handed off to a person (ticket #{out['ticket_id']})" if out.get("handoff") else ""
+    typer.echo(f"({out['source']}, intent {out['intent']} {out['confidence']:.2f}{handoff}; "
+               f"continue with --session {out['session_id']})")
 
 
 @tickets_app.command("list")
@@ -152,12 +164,12 @@ def tickets_list(status: str = typer.Option("open", help="open | answered"),
 
 @tickets_app.command("reply")
 def tickets_reply(ticket_id: int = typer.Argument(...), text: str = typer.Argument(..., help="your answer"),
-                  by: str = typer.Option("operator", help="who answers")) -> None:
+                  by: str = typer.Option("operator", help="who answers"), json_out: bool = JSON) -> None:
     """Answer a ticket; the answer appears in the user's conversation."""
     from modelshop.apps.support import reply_ticket
 
     t = reply_ticket(ticket_id, text, by=by)
-    typer.echo(f"ticket #{t['id']} answered by {t['answered_by']}")
+    emit_json(t) if json_out else typer.echo(f"ticket #{t['id']} answered by {t['answered_by']}")
 
 
 @dataset_app.command("export")
@@ -208,15 +220,19 @@ def recommend_fit(items: Path = typer.Option(..., "--items", help="items file (i
 
 @recommend_app.command("for")
 def recommend_for(user: str = typer.Argument(..., help="user id (a new one gets popular items)"),
-                  name: str = typer.Option(None, "--name", help="recommender NAME[:VERSION]"),
-                  k: int = typer.Option(10, "-k", help="how many"),
+                  model: str = typer.Option(None, "--model", help="recommender NAME[:VERSION]; default: the only one"),
+                  top_k: int = typer.Option(None, "--top-k", help="how many [default: 10]"),
                   like: str = typer.Option(None, help="comma-separated item ids the user liked"),
                   query: str = typer.Option(None, help="what the user looks for, in words"),
+                  old_name: str = typer.Option(None, "--name", hidden=True),  # the spellings before --model/--top-k
+                  old_k: int = typer.Option(None, "-k", hidden=True),
                   json_out: bool = JSON) -> None:
     """Recommend items for a user."""
     from modelshop.apps.recommend import recommend
 
-    out = recommend(user, k, model=name, like=like.split(",") if like else None, query=query)
+    model = alias(model, old_name, "--model", "--name")
+    k = alias(top_k, old_k, "--top-k", "-k")
+    out = recommend(user, 10 if k is None else k, model=model, like=like.split(",") if like else None, query=query)
     if json_out:
         emit_json(out)
         return
