@@ -99,7 +99,8 @@ def families(rng: random.Random) -> dict[str, Callable[[], str]]:
 
 
 TEMPLATES = ["{s} Call me at {n} if you want to talk.", "{s} my number: {n}", "Reach us on {n}. {s}",
-             "我的电话是{n}，谢谢。{s}", "{s} 联系方式 {n} (工作日)", "客户来电 {n}：{s}"]
+             "我的电话是{n}，谢谢。{s}", "{s} 联系方式 {n} (工作日)", "客户来电 {n}：{s}",
+             "2024/01/15 {n} {s}", "{s} called 10:30, {n}"]  # a date or time beside the number
 
 LOOKALIKES = ["on 2024-01-15 at 10:30", "dated 15/01/2024", "order 20240115", "1,234,567 units sold",
               "$12,345.67 total", "ip 192.168.1.1", "v1.2.3 released", "ISBN 978-3-16-148410-0",

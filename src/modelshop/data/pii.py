@@ -93,11 +93,17 @@ def _phone_ok(match: phonenumbers.PhoneNumberMatch) -> bool:
     return False
 
 
+# Slash dates and clock times, blanked (same length, so offsets hold) before the matcher runs: it
+# reads "15/01/2024 13812345678" as one date-shaped candidate and drops the phone with it, and
+# "10:30 (202) 456-1111" as "30 (202) 456-1111".
+_DATE_OR_TIME = re.compile(r"(?<![0-9])(?:[0-9]{1,4}/[0-9]{1,2}/[0-9]{1,4}|[0-9]{1,2}:[0-9]{2}(?::[0-9]{2})?)(?![0-9])")
+
+
 def _phone_spans(text: str) -> Iterator[tuple[int, int]]:
-    # POSSIBLE leniency proposes every number-shaped span (the matcher itself skips dates, times and
-    # digits glued to letters); `_phone_ok` then decides. max_tries: the default 65 535 candidates
-    # would silently stop a long text part-way.
-    for match in PhoneNumberMatcher(text, _PHONE_REGION, leniency=Leniency.POSSIBLE, max_tries=sys.maxsize):
+    # POSSIBLE leniency proposes every number-shaped span; `_phone_ok` then decides. max_tries: the
+    # default 65 535 candidates would silently stop a long text part-way.
+    masked = _DATE_OR_TIME.sub(lambda m: "_" * len(m.group()), text)
+    for match in PhoneNumberMatcher(masked, _PHONE_REGION, leniency=Leniency.POSSIBLE, max_tries=sys.maxsize):
         if _phone_ok(match):
             yield match.start, match.end
 
