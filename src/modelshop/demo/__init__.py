@@ -3,8 +3,8 @@
 profile → train `minilm` → evaluate beside tfidf → register (production) → plans, a demo customer
 and its key → two sales channels with attributed customers and their usage → the support bot of
 the storefront's chat widget (FAQ knowledge base + the intent model + hand-off) → serve the model
-with metering, printing a `curl` line that works. Running it again adds a model version and a key,
-and nothing else twice.
+with metering, printing a `curl` line that works. Running it again adds a model version and
+nothing else twice: the demo customer keeps the key the first run showed (`new_key` rotates it).
 May import every other part: it is the one place that strings them together.
 """
 
@@ -23,7 +23,7 @@ MODEL_NAME = "support-intent"
 
 
 def run_demo(settings: Settings | None = None, *, epochs: int = 8, base_model: str = "minilm",
-             serve: bool = True, say: Callable[[str], None] = print) -> dict:
+             serve: bool = True, new_key: bool = False, say: Callable[[str], None] = print) -> dict:
     """Run the demo pipeline and return what it made (also said step by step through `say`)."""
     from modelshop.data import load_dataset, profile_dataset, write_report
     from modelshop.train import TrainConfig, run_training
@@ -51,15 +51,15 @@ def run_demo(settings: Settings | None = None, *, epochs: int = 8, base_model: s
         say(f"      {title}: {path}")
     from modelshop.db import get_database
     from modelshop.demo.bot import seed_bot
-    from modelshop.demo.commerce import seed_billing, seed_channels
+    from modelshop.demo.commerce import describe_key, seed_billing, seed_channels
     from modelshop.inference import load_predictor
     from modelshop.registry import Registry
 
     db = get_database(settings)
-    commerce = seed_billing(db)
+    commerce = seed_billing(db, new_key=new_key)
     admin_key = settings.admin_key.get_secret_value() if settings.admin_key else secrets.token_urlsafe(24)
     say(f"[4/5] plans {', '.join(commerce['plans'])}; customer {commerce['customer_id']} on payg")
-    say(f"      customer API key (shown once): {commerce['key']}")
+    say(f"      {describe_key(commerce)}")
     say(f"      admin key: {admin_key}" + ("" if settings.admin_key else " (set MODELSHOP_ADMIN_KEY to keep one)"))
     ref = f"{result['name']}:{result['version']}"
     registry = Registry.from_settings(settings)
@@ -78,10 +78,13 @@ def run_demo(settings: Settings | None = None, *, epochs: int = 8, base_model: s
 
         served = settings.model_copy(update={"serve_gate": "billing", "admin_key": SecretStr(admin_key)})
         url = f"http://{served.host}:{served.port}"
-        say("try it (metered on the demo customer's usage):")
-        say(f"  curl -s {url}/predict -H 'Authorization: Bearer {commerce['key']}' "
+        # a reused key is not known here (only its hash is kept): the lines read it from $DEMO_KEY
+        auth = f"'Authorization: Bearer {commerce['key']}'" if commerce["key"] else '"Authorization: Bearer $DEMO_KEY"'
+        say("try it (metered on the demo customer's usage)"
+            + ("" if commerce["key"] else "; first `export DEMO_KEY=` the key the first run showed") + ":")
+        say(f"  curl -s {url}/predict -H {auth} "
             "-H 'Content-Type: application/json' -d '{\"inputs\": \"my parcel has not arrived yet\"}'")
-        say(f"  curl -s {url}/v1/account/usage -H 'Authorization: Bearer {commerce['key']}'")
+        say(f"  curl -s {url}/v1/account/usage -H {auth}")
         say(f"storefront: {url}/store (chat with the bot there)    console: {url}/console (log in with the admin key)")
         say(f"labelling queue (answers visitors rated down): {url}/console/labels")
         run_server(served, say=say)

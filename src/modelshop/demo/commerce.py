@@ -5,7 +5,8 @@ newsletter campaign (a tracking link with `utm_*`, this month's ad spend, visito
 signed up through the link). Each of their customers makes a few real calls to the demo model
 (timed here, metered through the usage ledger) and has this month's draft invoice, so the
 console's funnel, revenue and CAC/ROI are not empty. Running it again adds nothing twice:
-things are found by name or e-mail, and the calls carry idempotency keys.
+things are found by name or e-mail, the demo customer keeps its key, and the calls carry
+idempotency keys.
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ from modelshop.settings import Settings
 PLANS = Path(__file__).parent / "plans"
 ACTOR = "demo"
 CUSTOMER = "Demo Customer"
+KEY_NAME = "demo"
 
 RESELLER = "Northwind Solutions"
 RESELLER_DISCOUNT = "20"          # percent off list price for its customers (wholesale)
@@ -45,15 +47,41 @@ CAMPAIGN_VISITORS_ONLY = 4        # newsletter readers who looked and left
 CALLS = (12, 7, 5)                # real calls per customer, in turn
 
 
-def seed_billing(db: Database) -> dict:
-    """Plans (free, payg, pro), the demo customer (once) and a fresh key for it (shown once)."""
+def seed_billing(db: Database, *, new_key: bool = False) -> dict:
+    """Plans (free, payg, pro), the demo customer (once) and its key (once).
+
+    A key is shown once and kept only as a hash, so a second run cannot show it again: it reuses
+    the key (`key` is None, `key_id` and `key_prefix` say which) unless `new_key` asks to rotate it,
+    which revokes the old one and shows its replacement. A revoked demo key is replaced by a new one.
+    """
     plans = [create_plan(db, load_plan_file(p), actor=ACTOR)["code"] for p in sorted(PLANS.glob("*.yaml"))]
     with db.session() as s:
         customer_id = s.scalar(select(Customer.id).where(Customer.name == CUSTOMER))
     if customer_id is None:
         customer_id = create_customer(db, CUSTOMER, "payg", email="demo@example.com", actor=ACTOR)["id"]
-    key = create_key(db, customer_id, rpm=600, name="demo", actor=ACTOR)
-    return {"plans": plans, "customer_id": customer_id, "key": key["key"], "key_id": key["id"]}
+    with db.session() as s:
+        existing = s.execute(select(ApiKey.id, ApiKey.prefix).where(
+            ApiKey.customer_id == customer_id, ApiKey.name == KEY_NAME, ApiKey.status == "active")
+            .order_by(ApiKey.id.desc()).limit(1)).first()
+    out = {"plans": plans, "customer_id": customer_id, "replaced_key_id": None}
+    if existing is not None and not new_key:
+        return {**out, "key": None, "key_id": existing.id, "key_prefix": existing.prefix}
+    if existing is not None:
+        key = keys.rotate_key(db, existing.id, actor=ACTOR)
+        out["replaced_key_id"] = existing.id
+    else:
+        key = create_key(db, customer_id, rpm=600, name=KEY_NAME, actor=ACTOR)
+    return {**out, "key": key["key"], "key_id": key["id"], "key_prefix": key["prefix"]}
+
+
+def describe_key(commerce: dict) -> str:
+    """What the demo says about the demo customer's key: the key itself only when it was just made."""
+    if commerce["key"]:
+        replaced = f"; key {commerce['replaced_key_id']} is revoked" if commerce["replaced_key_id"] else ""
+        return f"customer API key (shown once, store it now{replaced}): {commerce['key']}"
+    return (f"customer API key: key {commerce['key_id']} ({commerce['key_prefix']}…), shown when the first run "
+            f"made it and kept only as a hash; `modelshop demo --new-key` replaces it, "
+            f"`modelshop keys create --customer {commerce['customer_id']}` adds another")
 
 
 def _customer_by_email(db: Database, email: str) -> int | None:
