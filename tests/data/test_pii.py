@@ -23,6 +23,8 @@ from modelshop.data.pii import id_card_valid, luhn_valid
     ("北京 010-6552-9988 或 (0755) 8765 4321", {"phone": 2}, "北京 [PHONE] 或 [PHONE]"),
     ("上海 021-6234 5678, London 0044 20 7946 0958", {"phone": 2}, "上海 [PHONE], London [PHONE]"),
     ("Seoul +82 10-1234-5678, Paris +33 1 42 68 53 00", {"phone": 2}, "Seoul [PHONE], Paris [PHONE]"),
+    # cards of 13 and 15 digits are not read as (long) phone numbers
+    ("Amex 3782 822463 10005, Visa 4222222222222", {"card": 2}, "Amex [CARD], Visa [CARD]"),
     # a date or time right beside a number must not hide it from the matcher
     ("2024/01/15 13812345678 张三, 10:30 (202) 456-1111", {"phone": 2}, "2024/01/15 [PHONE] 张三, 10:30 [PHONE]"),
 ])
