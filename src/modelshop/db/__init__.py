@@ -50,7 +50,10 @@ class Base(DeclarativeBase):
 def _sqlite_pragmas(dbapi_conn, _record) -> None:
     cur = dbapi_conn.cursor()
     cur.execute("PRAGMA journal_mode=WAL")
-    cur.execute("PRAGMA synchronous=NORMAL")
+    # The file holds the billing ledger: FULL syncs the WAL at every commit, so a transaction that
+    # returned survives a power loss (NORMAL may lose the last ones; the group commit of usage keeps
+    # the number of fsyncs low).
+    cur.execute("PRAGMA synchronous=FULL")
     cur.execute("PRAGMA foreign_keys=ON")
     cur.execute("PRAGMA busy_timeout=30000")
     cur.close()
@@ -86,6 +89,23 @@ class Database:
     def session(self) -> Iterator[Session]:
         """A session in a transaction: committed on success, rolled back on error."""
         with self.sessions() as s, s.begin():
+            yield s
+
+    @contextlib.contextmanager
+    def write_session(self) -> Iterator[Session]:
+        """A session for a flow that reads and then writes on what it read (a status, a balance, a max).
+
+        On SQLite it opens with BEGIN IMMEDIATE: the writer lock is taken before the first read, so
+        two such flows take turns (waiting up to the busy timeout) instead of both acting on the
+        same stale read; pysqlite would otherwise run the reads outside any transaction and begin
+        only at the first write. On PostgreSQL it is a plain transaction and the caller locks the
+        rows it reads with `with_for_update()`.
+        """
+        with self.sessions() as s, s.begin():
+            if self.engine.dialect.name == "sqlite":
+                # pysqlite emits no BEGIN of its own for a statement that is not DML, and sees this
+                # one as the open transaction that SQLAlchemy's commit or rollback then ends.
+                s.connection().exec_driver_sql("BEGIN IMMEDIATE")
             yield s
 
     def dispose(self) -> None:
