@@ -13,6 +13,7 @@ import re
 from decimal import Decimal
 
 from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from modelshop.billing import audit
@@ -20,7 +21,7 @@ from modelshop.billing.money import parse_decimal
 from modelshop.billing.plans import PlanSpec, parse_plan
 from modelshop.billing.tables import Customer, Plan, Reseller
 from modelshop.db import Database, utcnow
-from modelshop.errors import NotFound, ValidationError, did_you_mean
+from modelshop.errors import Conflict, NotFound, ValidationError, did_you_mean
 
 EMAIL_RE = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 CUSTOMER_STATUSES = ("active", "suspended")
@@ -69,14 +70,18 @@ def create_plan(db: Database, spec: PlanSpec, *, actor: str) -> dict:
     """Store `spec` as the next version of its code, or return the latest version when nothing changed."""
     canonical = spec.to_dict()
     digest = hashlib.sha256(json.dumps(canonical, sort_keys=True).encode()).hexdigest()
-    with db.session() as s:
+    with db.write_session() as s:
         latest = s.scalars(select(Plan).where(Plan.code == spec.code).order_by(Plan.version.desc())).first()
         if latest is not None and latest.spec_sha256 == digest:
             return {**plan_view(latest), "created": False}
         plan = Plan(code=spec.code, version=(latest.version + 1) if latest else 1, currency=spec.currency,
                     interval=spec.interval, spec=canonical, spec_sha256=digest, created_at=utcnow())
         s.add(plan)
-        s.flush()
+        try:
+            s.flush()
+        except IntegrityError:  # PostgreSQL: the same version number taken by a concurrent call
+            raise Conflict(f"plan {spec.code} got a new version from another call at the same time; "
+                           "list the plans and run it again if yours is not there") from None
         audit.log(s, actor, "plan.create", "plan", plan.id, code=plan.code, version=plan.version)
         return {**plan_view(plan), "created": True}
 
@@ -116,12 +121,15 @@ def create_reseller(db: Database, name: str, discount_percent: object, *, actor:
     bp = parse_percent(discount_percent)
     if not name.strip():
         raise ValidationError("name: a reseller needs a name")
-    with db.session() as s:
+    with db.write_session() as s:
         if s.scalar(select(Reseller.id).where(Reseller.name == name)) is not None:
             raise ValidationError(f'a reseller named "{name}" already exists')
         r = Reseller(name=name, discount_bp=bp, created_at=utcnow())
         s.add(r)
-        s.flush()
+        try:
+            s.flush()
+        except IntegrityError:  # PostgreSQL: created by a concurrent call after our check
+            raise ValidationError(f'a reseller named "{name}" already exists') from None
         audit.log(s, actor, "reseller.create", "reseller", r.id, name=name, discount_bp=bp)
         return reseller_view(r)
 
@@ -137,28 +145,45 @@ def customer_view(c: Customer, plan: Plan) -> dict:
             "created_at": c.created_at.isoformat()}
 
 
-def load_customer(s: Session, customer_id: int) -> Customer:
-    c = s.get(Customer, customer_id)
+def load_customer(s: Session, customer_id: int, *, lock: bool = False) -> Customer:
+    """The customer row; `lock` holds it (FOR NO KEY UPDATE on PostgreSQL) until the transaction ends,
+    for a flow that decides on what it read: two such flows on one customer then take turns."""
+    c = (s.get(Customer, customer_id, with_for_update={"key_share": True}, populate_existing=True) if lock
+         else s.get(Customer, customer_id))
     if c is None:
         raise NotFound(f"customer {customer_id} does not exist; list them with `modelshop customers list`")
     return c
 
 
+def normalise_email(email: str | None) -> str | None:
+    """The stored form of an e-mail: stripped and lower-cased (so Ann@X.io and ann@x.io are one customer)."""
+    return None if email is None else email.strip().lower()
+
+
 def create_customer(db: Database, name: str, plan: str, *, email: str | None = None,
                     reseller_id: int | None = None, actor: str) -> dict:
-    """A customer on the latest version of plan `plan`."""
+    """A customer on the latest version of plan `plan`; at most one customer has a given e-mail."""
     if not name or not name.strip():
         raise ValidationError("name: a customer needs a name")
+    email = normalise_email(email)
     if email is not None and not EMAIL_RE.match(email):
         raise ValidationError(f'email: "{email}" is not an e-mail address')
-    with db.session() as s:
+    taken = Conflict(f"a customer with e-mail {email} already exists")
+    with db.write_session() as s:
         plan_row = find_plan(s, plan)
         if reseller_id is not None and s.get(Reseller, reseller_id) is None:
             raise NotFound(f"reseller {reseller_id} does not exist")
+        if email is not None and s.scalar(select(Customer.id).where(Customer.email == email)) is not None:
+            raise taken
         c = Customer(name=name.strip(), email=email, plan_id=plan_row.id, reseller_id=reseller_id,
                      status="active", created_at=utcnow())
         s.add(c)
-        s.flush()
+        try:
+            s.flush()
+        except IntegrityError as e:  # PostgreSQL: a signup with the same e-mail committed after our check
+            if "email" in str(e.orig):
+                raise taken from None
+            raise
         audit.log(s, actor, "customer.create", "customer", c.id, name=c.name, plan=plan_row.code,
                   plan_version=plan_row.version, reseller_id=reseller_id)
         return customer_view(c, plan_row)
@@ -179,8 +204,8 @@ def list_customers(db: Database) -> list[dict]:
 @changes_auth
 def change_plan(db: Database, customer_id: int, plan: str, *, version: int | None = None, actor: str) -> dict:
     """Move a customer to (the latest version of) another plan; the current period is billed on it."""
-    with db.session() as s:
-        c = load_customer(s, customer_id)
+    with db.write_session() as s:
+        c = load_customer(s, customer_id, lock=True)
         new = find_plan(s, plan, version)
         old = s.get(Plan, c.plan_id)
         if new.currency != old.currency:
@@ -197,8 +222,8 @@ def set_status(db: Database, customer_id: int, status: str, *, actor: str) -> di
     if status not in CUSTOMER_STATUSES:
         raise ValidationError(f'status: "{status}" is not one of {", ".join(CUSTOMER_STATUSES)}'
                               f"{did_you_mean(status, CUSTOMER_STATUSES)}")
-    with db.session() as s:
-        c = load_customer(s, customer_id)
+    with db.write_session() as s:
+        c = load_customer(s, customer_id, lock=True)
         audit.log(s, actor, "customer.status", "customer", c.id, status=status, previous=c.status)
         c.status = status
         return customer_view(c, s.get(Plan, c.plan_id))

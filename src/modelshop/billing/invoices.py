@@ -3,18 +3,24 @@
 A run aggregates the period's usage in SQL (GROUP BY customer) and (re)computes drafts; an
 invoice that left draft is never touched again (here, in `billing.guards` and by triggers).
 Finalising numbers the invoice from one gapless sequence and draws prepaid credits first.
+
+Every flow that writes here decides on what it read (a status, a wallet balance, the highest
+number), so each runs in `Database.write_session` (SQLite: one writer at a time from the first
+read) and on PostgreSQL locks what it read: the invoice row, the customer row before reading
+the wallet, and a transaction-level advisory lock per number sequence.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import zlib
 
 from sqlalchemy import delete, func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from modelshop.billing import audit, wallet
-from modelshop.billing.accounts import plan_spec
+from modelshop.billing.accounts import load_customer, plan_spec
 from modelshop.billing.money import fmt
 from modelshop.billing.periods import parse_period
 from modelshop.billing.pricing import Line, discount_line, plan_lines
@@ -83,8 +89,10 @@ def _fill(s: Session, inv: Invoice, lines: list[Line], plan: Plan, balance_minor
 
 
 def _open_invoices(s: Session, period: str, customer_id: int | None) -> dict[int, Invoice]:
-    """The current (non-void) invoice of each customer for the period."""
-    q = select(Invoice).where(Invoice.period == period, Invoice.status != "void").order_by(Invoice.id)
+    """The current (non-void) invoice of each customer for the period, locked: a draft being finalised
+    meanwhile is waited for and then seen as finalised, never recomputed under it."""
+    q = (select(Invoice).where(Invoice.period == period, Invoice.status != "void").order_by(Invoice.id)
+         .with_for_update(key_share=True))
     if customer_id is not None:
         q = q.where(Invoice.customer_id == customer_id)
     return {inv.customer_id: inv for inv in s.scalars(q)}
@@ -121,7 +129,7 @@ def run_invoices(db: Database, period: str, *, customer_id: int | None = None, a
 
 def _run(db: Database, period: str, start: dt.datetime, end: dt.datetime, kind: str, customer_id: int | None,
          actor: str) -> dict:
-    with db.session() as s:
+    with db.write_session() as s:
         usage = _usage_per_customer(s, start, end, customer_id)
         q = (select(Customer, Plan, Reseller).join(Plan, Customer.plan_id == Plan.id)
              .outerjoin(Reseller, Customer.reseller_id == Reseller.id)
@@ -154,54 +162,62 @@ def _run(db: Database, period: str, start: dt.datetime, end: dt.datetime, kind: 
 
 
 def _load(s: Session, invoice_id: int, customer_id: int | None = None, lock: bool = False) -> Invoice:
-    inv = s.get(Invoice, invoice_id, with_for_update=lock)
+    inv = (s.get(Invoice, invoice_id, with_for_update={"key_share": True}, populate_existing=True) if lock
+           else s.get(Invoice, invoice_id))
     if inv is None or (customer_id is not None and inv.customer_id != customer_id):
         raise NotFound(f"invoice {invoice_id} does not exist")
     return inv
 
 
 def _next(s: Session, column) -> int:
+    """The next number of a gapless sequence (the column's max + 1), held until this transaction ends.
+
+    SQLite: the write session already holds the writer lock. PostgreSQL: an advisory lock per
+    sequence, so concurrent finalisations take numbers in turn instead of colliding on the unique index.
+    """
+    if s.get_bind().dialect.name == "postgresql":
+        key = zlib.crc32(f"{column.table.name}.{column.key}".encode())
+        s.execute(select(func.pg_advisory_xact_lock(key)))
     return int(s.scalar(select(func.coalesce(func.max(column), 0))) or 0) + 1
 
 
 def finalize(db: Database, invoice_id: int, *, actor: str, now: dt.datetime | None = None) -> dict:
-    """Recompute a draft from the closed period's usage, draw prepaid credits, number it; then it is frozen."""
+    """Recompute a draft from the closed period's usage, draw prepaid credits, number it; then it is frozen.
+
+    The customer row is locked before the wallet is read, so two invoices of one customer finalised
+    at once draw its balance once: the second waits and sees what the first left.
+    """
     now = now or utcnow()
-    for _attempt in range(5):  # two finalisations racing for the same number: the loser retries
-        try:
-            with db.session() as s:
-                inv = _load(s, invoice_id, lock=True)
-                if inv.status != "draft":
-                    raise Conflict(f"invoice {invoice_id} is {inv.status}; only a draft can be finalised")
-                start, end, _ = parse_period(inv.period)
-                if end > now:
-                    raise ValidationError(f"period {inv.period} is still open until {end.isoformat()}; "
-                                          "finalise its invoices after it ends")
-                customer = s.get(Customer, inv.customer_id)
-                plan = s.get(Plan, customer.plan_id)
-                reseller = s.get(Reseller, customer.reseller_id) if customer.reseller_id else None
-                quantities = _usage_per_customer(s, start, end, customer.id).get(customer.id, {})
-                s.execute(delete(InvoiceLine).where(InvoiceLine.invoice_id == inv.id))
-                _fill(s, inv, _lines_for(customer, plan, reseller, quantities, end), plan,
-                      wallet.balance_minor(s, customer.id, plan.currency))
-                if inv.credits_applied_minor:
-                    wallet.add_entry(s, customer.id, inv.currency, -inv.credits_applied_minor, "draw",
-                                     actor=actor, invoice_id=inv.id, note=f"invoice for {inv.period}")
-                inv.number, inv.status, inv.finalized_at = _next(s, Invoice.number), "finalised", now
-                s.flush()
-                if inv.total_minor == 0:  # fully covered by credits (or nothing due): settled at once
-                    inv.status, inv.paid_at = "paid", now
-                audit.log(s, actor, "invoice.finalize", "invoice", inv.id, number=inv.number,
-                          total=fmt(inv.total_minor, inv.currency), currency=inv.currency)
-                return invoice_view(inv, _lines(s, [inv.id])[inv.id], customer)
-        except IntegrityError:
-            continue
-    raise Conflict(f"invoice {invoice_id}: could not take an invoice number; try again")
+    with db.write_session() as s:
+        inv = _load(s, invoice_id, lock=True)
+        if inv.status != "draft":
+            raise Conflict(f"invoice {invoice_id} is {inv.status}; only a draft can be finalised")
+        start, end, _ = parse_period(inv.period)
+        if end > now:
+            raise ValidationError(f"period {inv.period} is still open until {end.isoformat()}; "
+                                  "finalise its invoices after it ends")
+        customer = load_customer(s, inv.customer_id, lock=True)
+        plan = s.get(Plan, customer.plan_id)
+        reseller = s.get(Reseller, customer.reseller_id) if customer.reseller_id else None
+        quantities = _usage_per_customer(s, start, end, customer.id).get(customer.id, {})
+        s.execute(delete(InvoiceLine).where(InvoiceLine.invoice_id == inv.id))
+        _fill(s, inv, _lines_for(customer, plan, reseller, quantities, end), plan,
+              wallet.balance_minor(s, customer.id, plan.currency))
+        if inv.credits_applied_minor:
+            wallet.add_entry(s, customer.id, inv.currency, -inv.credits_applied_minor, "draw",
+                             actor=actor, invoice_id=inv.id, note=f"invoice for {inv.period}")
+        inv.number, inv.status, inv.finalized_at = _next(s, Invoice.number), "finalised", now
+        s.flush()
+        if inv.total_minor == 0:  # fully covered by credits (or nothing due): settled at once
+            inv.status, inv.paid_at = "paid", now
+        audit.log(s, actor, "invoice.finalize", "invoice", inv.id, number=inv.number,
+                  total=fmt(inv.total_minor, inv.currency), currency=inv.currency)
+        return invoice_view(inv, _lines(s, [inv.id])[inv.id], customer)
 
 
 def pay(db: Database, invoice_id: int, *, actor: str, reference: str = "") -> dict:
     """Mark a finalised invoice paid."""
-    with db.session() as s:
+    with db.write_session() as s:
         inv = _load(s, invoice_id, lock=True)
         if inv.status != "finalised":
             raise Conflict(f"invoice {invoice_id} is {inv.status}; only a finalised invoice can be paid")
@@ -214,32 +230,27 @@ def void(db: Database, invoice_id: int, *, reason: str, actor: str) -> dict:
     """Void a finalised or paid invoice: a numbered credit note, drawn credits (and payments) back to the wallet."""
     if not reason.strip():
         raise ValidationError("reason: say why the invoice is voided")
-    for _attempt in range(5):
-        try:
-            with db.session() as s:
-                inv = _load(s, invoice_id, lock=True)
-                if inv.status not in ("finalised", "paid"):
-                    raise Conflict(f"invoice {invoice_id} is {inv.status}; only a finalised or paid invoice is "
-                                   "voided (a draft is simply run again)")
-                note = CreditNote(number=_next(s, CreditNote.number), invoice_id=inv.id, currency=inv.currency,
-                                  amount_minor=inv.subtotal_minor - inv.discount_minor, reason=reason.strip(),
-                                  created_at=utcnow())
-                s.add(note)
-                back = inv.credits_applied_minor + (inv.total_minor if inv.status == "paid" else 0)
-                if back:
-                    wallet.add_entry(s, inv.customer_id, inv.currency, back, "credit_note", actor=actor,
-                                     invoice_id=inv.id, note=f"{CREDIT_NOTE_PREFIX}-{note.number:06d}")
-                inv.status, inv.voided_at = "void", utcnow()
-                s.flush()
-                audit.log(s, actor, "invoice.void", "invoice", inv.id, reason=reason.strip(),
-                          credit_note=note.number, amount=fmt(note.amount_minor, inv.currency))
-                view = invoice_view(inv, _lines(s, [inv.id])[inv.id], s.get(Customer, inv.customer_id))
-                return {**view, "credit_note": {"number": f"{CREDIT_NOTE_PREFIX}-{note.number:06d}",
-                                                "amount": fmt(note.amount_minor, inv.currency),
-                                                "to_wallet": fmt(back, inv.currency), "reason": note.reason}}
-        except IntegrityError:
-            continue
-    raise Conflict(f"invoice {invoice_id}: could not take a credit note number; try again")
+    with db.write_session() as s:
+        inv = _load(s, invoice_id, lock=True)
+        if inv.status not in ("finalised", "paid"):
+            raise Conflict(f"invoice {invoice_id} is {inv.status}; only a finalised or paid invoice is "
+                           "voided (a draft is simply run again)")
+        note = CreditNote(number=_next(s, CreditNote.number), invoice_id=inv.id, currency=inv.currency,
+                          amount_minor=inv.subtotal_minor - inv.discount_minor, reason=reason.strip(),
+                          created_at=utcnow())
+        s.add(note)
+        back = inv.credits_applied_minor + (inv.total_minor if inv.status == "paid" else 0)
+        if back:
+            wallet.add_entry(s, inv.customer_id, inv.currency, back, "credit_note", actor=actor,
+                             invoice_id=inv.id, note=f"{CREDIT_NOTE_PREFIX}-{note.number:06d}")
+        inv.status, inv.voided_at = "void", utcnow()
+        s.flush()
+        audit.log(s, actor, "invoice.void", "invoice", inv.id, reason=reason.strip(),
+                  credit_note=note.number, amount=fmt(note.amount_minor, inv.currency))
+        view = invoice_view(inv, _lines(s, [inv.id])[inv.id], s.get(Customer, inv.customer_id))
+        return {**view, "credit_note": {"number": f"{CREDIT_NOTE_PREFIX}-{note.number:06d}",
+                                        "amount": fmt(note.amount_minor, inv.currency),
+                                        "to_wallet": fmt(back, inv.currency), "reason": note.reason}}
 
 
 def get_invoice(db: Database, invoice_id: int, *, customer_id: int | None = None) -> dict:

@@ -109,7 +109,9 @@ def create_admin_key(db: Database, *, name: str, actor: str) -> dict:
 
 
 def _owned(s, key_id: int, customer_id: int | None) -> ApiKey:
-    row = s.get(ApiKey, key_id)
+    """The key, locked until the transaction ends (FOR NO KEY UPDATE on PostgreSQL; on SQLite the
+    caller's write session holds the writer lock): its status is read to decide what to write."""
+    row = s.get(ApiKey, key_id, with_for_update={"key_share": True}, populate_existing=True)
     # another customer's key is reported exactly like a missing one: nothing leaks about it
     if row is None or (customer_id is not None and row.customer_id != customer_id):
         raise NotFound(f"key {key_id} does not exist")
@@ -119,7 +121,7 @@ def _owned(s, key_id: int, customer_id: int | None) -> ApiKey:
 @changes_auth
 def revoke_key(db: Database, key_id: int, *, actor: str, customer_id: int | None = None) -> dict:
     """Revoke a key at once; `customer_id` restricts it to that customer's keys (self-service)."""
-    with db.session() as s:
+    with db.write_session() as s:
         row = _owned(s, key_id, customer_id)
         if row.status != "revoked":
             row.status, row.revoked_at = "revoked", utcnow()
@@ -129,8 +131,11 @@ def revoke_key(db: Database, key_id: int, *, actor: str, customer_id: int | None
 
 @changes_auth
 def rotate_key(db: Database, key_id: int, *, actor: str, customer_id: int | None = None) -> dict:
-    """Revoke a key and issue its replacement with the same scopes and limits; returns the new secret."""
-    with db.session() as s:
+    """Revoke a key and issue its replacement with the same scopes and limits; returns the new secret.
+
+    Two rotations of one key at once: the second waits for the first and then finds the key revoked,
+    so a key never has two replacements."""
+    with db.write_session() as s:
         old = _owned(s, key_id, customer_id)
         if old.status == "revoked":
             raise ValidationError(f"key {key_id} is revoked; create a new key instead of rotating it")

@@ -61,7 +61,11 @@ class Plan(Base):
 
 
 class Customer(Base):
+    """At most one customer per e-mail: `accounts.create_customer` stores it stripped and lower-cased,
+    so a plain unique index is blind to case; customers without an e-mail (NULL) may be many."""
+
     __tablename__ = "billing_customers"
+    __table_args__ = (Index("uq_billing_customers_email", "email", unique=True),)
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     name: Mapped[str] = mapped_column(String(200))

@@ -1,7 +1,9 @@
 """Prepaid credits: a per-customer wallet kept as its own append-only ledger.
 
 Top-ups add, finalised invoices draw (never below zero), voids refund what the invoice drew.
-The balance is the sum of the entries; no stored balance can drift from them.
+The balance is the sum of the entries; no stored balance can drift from them. Whoever draws
+locks the customer row first (`accounts.load_customer(lock=True)` in a write session) and reads
+the balance after, so two invoices finalised at once never spend the same credit twice.
 """
 
 from __future__ import annotations
