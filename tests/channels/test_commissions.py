@@ -177,3 +177,78 @@ def test_bad_rules_are_refused_with_one_clear_line(sqlite_db, kwargs, message):
     kind = kwargs.pop("kind")
     with pytest.raises(ValidationError, match=message):
         commissions.create_rule(sqlite_db, acme["id"], kind, actor=ACTOR, **kwargs)
+
+
+def test_the_database_guards_the_commission_ledger(db, settings):
+    """The triggers of channels_0002 refuse through plain SQL what the ORM guard refuses, and let the
+    application's own moves (approve, pay, end a rule) through."""
+    import sqlalchemy as sa
+
+    from modelshop.channels.tables import CommissionRule, Payout
+
+    make_plan(db, "pro", base_fee="60.00")
+    acme = partners.create_partner(db, "Acme", actor=ACTOR)
+    commissions.create_rule(db, acme["id"], "percent", percent="20", hold_days=0, actor=ACTOR)
+    commissions.create_rule(db, acme["id"], "bounty", bounty="25.00", hold_days=30, actor=ACTOR)
+    cid = accounts.create_customer(db, "Ann", "pro", actor=ACTOR)["id"]
+    attribution.bind_customer(db, settings, cid, params={"ref": acme["channel"]["code"]})
+    bill(db, cid, 0)
+    assert commissions.run_commissions(db, actor=ACTOR)["approved"] == 1
+    commissions.payout(db, acme["id"], utcnow().strftime("%Y-%m"), actor=ACTOR)
+    spare = commissions.create_rule(db, acme["id"], "bounty", bounty="1.00", actor=ACTOR)["id"]   # after: earn nothing
+    ended = commissions.create_rule(db, acme["id"], "bounty", bounty="2.00", actor=ACTOR)["id"]
+    commissions.end_rule(db, ended, actor=ACTOR)
+    by_entry = {e["kind"]: e for e in commissions.list_commissions(db, partner_id=acme["id"])["entries"]}
+    paid, pending = by_entry["percent"]["id"], by_entry["bounty"]["id"]
+    assert (by_entry["percent"]["status"], by_entry["bounty"]["status"]) == ("paid", "pending")
+
+    refused = [
+        f"update channels_commissions set amount_minor = 1 where id = {pending}",
+        f"update channels_commissions set amount_minor = 1 where id = {paid}",
+        f"update channels_commissions set customer_id = customer_id + 1 where id = {pending}",
+        f"update channels_commissions set status = 'approved' where id = {paid}",
+        f"update channels_commissions set payout_id = null, status = 'approved' where id = {paid}",
+        f"update channels_commissions set paid_at = created_at where id = {paid}",
+        f"update channels_commissions set status = 'paid' where id = {pending}",
+        f"update channels_commissions set status = 'approved' where id = {pending}",   # approved_at missing
+        f"delete from channels_commissions where id = {pending}",
+        "insert into channels_commissions (partner_id, rule_id, customer_id, invoice_id, entry, period, currency, "
+        "base_minor, rate_bp, amount_minor, status, hold_until, created_at, approved_at, paid_at, payout_id, note) "
+        "select partner_id, rule_id, customer_id, invoice_id, entry, period, currency, base_minor, rate_bp, "
+        f"amount_minor, status, hold_until, created_at, approved_at, paid_at, payout_id, note "
+        f"from channels_commissions where id = {paid}",
+        "update channels_commission_rules set hold_days = 0",
+        "update channels_commission_rules set tiers = '[[0, 9000]]' where kind = 'percent'",
+        f"update channels_commission_rules set status = 'active', ended_at = null where id = {ended}",
+        f"update channels_commission_rules set ended_at = created_at where id = {ended}",
+        "delete from channels_commission_rules",
+        "update channels_payouts set total_minor = 0",
+        "delete from channels_payouts",
+    ]
+    for sql in refused:
+        with pytest.raises(sa.exc.DBAPIError, match="never|starts pending|only moves"), db.engine.begin() as c:
+            c.execute(sa.text(sql))
+    # the moves the application makes itself stay open to SQL too (the bulk approval is one)
+    with db.engine.begin() as c:
+        c.execute(sa.text(f"update channels_commissions set status = 'approved', approved_at = created_at "
+                          f"where id = {pending}"))
+        c.execute(sa.text(f"update channels_commission_rules set status = 'ended', ended_at = created_at "
+                          f"where id = {spare}"))
+    listing = commissions.list_commissions(db, partner_id=acme["id"])
+    assert [(e["kind"], e["amount"], e["status"]) for e in listing["entries"]] == [
+        ("percent", "12.00", "paid"), ("bounty", "25.00", "approved")]
+
+    # and the ORM guard names the same rules before any SQL is sent
+    with pytest.raises(Conflict, match=r"never changes its terms \(hold_days\)"), db.session() as s:
+        s.get(CommissionRule, spare).hold_days = 0
+    with pytest.raises(Conflict, match="has ended"), db.session() as s:
+        s.get(CommissionRule, ended).status = "active"
+    with pytest.raises(Conflict, match="written once"), db.session() as s:
+        s.scalars(select(Payout)).one().total_minor = 0
+    with pytest.raises(Conflict, match="never deleted"), db.session() as s:
+        s.delete(s.get(CommissionRule, spare))
+    with pytest.raises(Conflict, match="starts pending"), db.session() as s:
+        c = s.get(Commission, paid)
+        s.add(Commission(partner_id=c.partner_id, rule_id=c.rule_id, customer_id=c.customer_id, entry="accrual",
+                         period=c.period, currency=c.currency, base_minor=0, amount_minor=100, status="paid",
+                         hold_until=c.hold_until, created_at=utcnow(), paid_at=utcnow(), payout_id=c.payout_id))

@@ -14,6 +14,11 @@ rounded once, and appends the difference: an accrual, an adjustment (the volume 
 a clawback (the invoice was voided, or the customer rebound away). Run twice, it appends nothing.
 Entries wait `hold_days` after payment (pending), are then approved, and a monthly payout
 statement pays the approved ones, netting negative entries against positive ones.
+
+What may change is checked twice: in code at flush (`channels.guards`) and by the database
+triggers of migration `channels_0002`, which also hold for the bulk approval below and for any SQL
+written by hand: amounts never change, status only moves forward, a paid entry, a payout
+statement and a rule's terms never change, and nothing of the ledger is deleted.
 """
 
 from __future__ import annotations
@@ -119,8 +124,9 @@ def create_rule(db: Database, partner_id: int, kind: str, *, percent: object = N
 
 def end_rule(db: Database, rule_id: int, *, actor: str) -> dict:
     """Stop a rule: invoices paid from now on earn nothing under it (what was earned stays)."""
-    with db.session() as s:
-        rule = s.get(CommissionRule, rule_id)
+    with db.write_session() as s:
+        # locked: a second end_rule at the same time waits, then finds it ended
+        rule = s.get(CommissionRule, rule_id, with_for_update={"key_share": True})
         if rule is None:
             raise NotFound(f"commission rule {rule_id} does not exist")
         if rule.status == "active":
@@ -178,7 +184,7 @@ def _active(rule: CommissionRule, paid_at: dt.datetime) -> bool:
 def run_commissions(db: Database, *, now: dt.datetime | None = None, actor: str) -> dict:
     """Bring the ledger in line with the invoices, then approve entries whose hold has passed."""
     now = now or utcnow()
-    with db.session() as s:
+    with db.write_session() as s:
         take_lock(s, "commissions")
         rules = s.scalars(select(CommissionRule).order_by(CommissionRule.id)).all()
         facts = _facts(s)
@@ -284,7 +290,7 @@ def payout(db: Database, partner_id: int, month: str, *, currency: str = "USD", 
     start, end, kind = parse_period(month)
     if kind != "month":
         raise ValidationError(f'month: "{month}" must be YYYY-MM')
-    with db.session() as s:
+    with db.write_session() as s:
         load_partner(s, partner_id)
         done = s.scalar(select(Payout).where(Payout.partner_id == partner_id, Payout.month == month,
                                              Payout.currency == currency))
@@ -292,7 +298,9 @@ def payout(db: Database, partner_id: int, month: str, *, currency: str = "USD", 
             return statement(s, done)
         due = s.scalars(select(Commission).where(Commission.partner_id == partner_id, Commission.currency == currency,
                                                  Commission.status == "approved", Commission.approved_at < end)
-                        .order_by(Commission.id)).all()
+                        # PostgreSQL: a statement of another month made meanwhile pays an entry once;
+                        # this one waits for it and then no longer sees what it paid
+                        .order_by(Commission.id).with_for_update(key_share=True)).all()
         total = sum(c.amount_minor for c in due)
         if total <= 0:
             raise ValidationError(f"nothing to pay partner {partner_id} for {month}: approved entries net "
