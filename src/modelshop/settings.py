@@ -30,6 +30,9 @@ class Settings(BaseSettings):
         None, description="Redis URL for rate limits and quotas shared by replicas; default: in-process")
     admin_key: SecretStr | None = Field(
         None, description="bearer key for admin routes; `modelshop demo` makes one when unset")
+    metrics_key: SecretStr | None = Field(
+        None, description="bearer key that may read /metrics and /info besides the admin key (e.g. for a "
+        "Prometheus scraper that should hold no admin power)")
     torch_threads: int | None = Field(
         None, ge=1, description="torch intra-op threads; default: torch's own choice")
     device: str = Field("auto", description="auto | cpu | cuda | cuda:N")
@@ -72,8 +75,8 @@ class Settings(BaseSettings):
     default_model: str | None = Field(
         None, description="model served when a request names none and more than one is in production")
     serve_gate: Literal["admin", "billing"] = Field(
-        "admin", description="who may call: admin = only MODELSHOP_ADMIN_KEY, nothing metered; "
-        "billing = customer keys, limits and the usage ledger (modelshop.billing.make_gate)")
+        "billing", description="who may call: billing = customer keys (and MODELSHOP_ADMIN_KEY), limits, quotas "
+        "and the usage ledger (modelshop.billing.make_gate); admin = only MODELSHOP_ADMIN_KEY, nothing metered")
     max_batch_tokens: int = Field(
         16384, ge=1, description="token budget of one batch, counted padded: longest input × inputs")
     max_batch_requests: int = Field(
@@ -182,9 +185,9 @@ class Settings(BaseSettings):
 
     @model_validator(mode="after")
     def _no_placeholder_secrets(self) -> Settings:
-        if self.env == "production" and self.admin_key is not None:
-            if self.admin_key.get_secret_value().lower() in PLACEHOLDER_SECRETS:
-                raise ValueError("MODELSHOP_ADMIN_KEY is a placeholder; set a real secret in production")
+        for name, key in (("ADMIN_KEY", self.admin_key), ("METRICS_KEY", self.metrics_key)):
+            if self.env == "production" and key is not None and key.get_secret_value().lower() in PLACEHOLDER_SECRETS:
+                raise ValueError(f"MODELSHOP_{name} is a placeholder; set a real secret in production")
         if self.secret_key is not None and len(self.secret_key.get_secret_value()) < 16:
             raise ValueError("MODELSHOP_SECRET_KEY is shorter than 16 characters; use a long random one, e.g. "
                              "`python -c 'import secrets; print(secrets.token_urlsafe(32))'`, or unset it")

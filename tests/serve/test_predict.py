@@ -13,7 +13,7 @@ from modelshop.serve import create_app
 
 from .helpers import AUTH, make_settings
 
-LONG = " ".join(["wonderful"] * 60)  # ~62 tokens: over toy's max_length of 32
+LONG = " ".join(["wonderful"] * 150)  # 152 tokens: past the tiny BERT's 128 positions (toy was trained at 32)
 
 
 def direct_probs(settings, name, texts):
@@ -114,9 +114,9 @@ def test_unknown_model_is_404_with_a_suggestion(client):
 def test_too_long_is_413_with_the_limit_unless_truncated(client, served_settings):
     r = client.post("/predict?model=toy", json={"inputs": LONG}, headers=AUTH)
     assert r.status_code == 413
-    assert "at most 32" in r.json()["error"] and '"truncate": true' in r.json()["error"]
+    assert "at most 128" in r.json()["error"] and '"truncate": true' in r.json()["error"]
     r = client.post("/predict?model=toy", json={"inputs": LONG, "truncate": True}, headers=AUTH)
-    assert r.status_code == 200 and r.headers["x-compute-tokens"] == "32" and r.headers["x-truncated-inputs"] == "1"
+    assert r.status_code == 200 and r.headers["x-compute-tokens"] == "128" and r.headers["x-truncated-inputs"] == "1"
     left = client.post("/predict?model=toy", json={"inputs": "awful " + LONG, "truncate": True,
                                                    "truncation_direction": "left"}, headers=AUTH).json()
     right = client.post("/predict?model=toy", json={"inputs": "awful " + LONG, "truncate": True}, headers=AUTH).json()
@@ -131,7 +131,8 @@ def test_too_long_is_413_with_the_limit_unless_truncated(client, served_settings
 def test_info_health_and_metrics(client):
     info = client.get("/info?model=toy", headers=AUTH).json()
     assert info["model_id"] == "toy" and info["model_version"] == 1 and info["family"] == "transformer"
-    assert info["labels"] == ["bad", "good"] and info["max_input_length"] == 32
+    assert info["labels"] == ["bad", "good"] and info["max_input_length"] == 128
+    assert info["trained_length"] == 32
     assert info["max_client_batch_size"] == 256
     assert info["model_type"]["classifier"]["label2id"] == {"bad": 0, "good": 1}
     assert client.get("/info?model=toy").status_code == 401

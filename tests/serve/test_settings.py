@@ -6,7 +6,8 @@ from modelshop.settings import Settings
 
 SERVING = ("host", "port", "default_model", "serve_gate", "max_batch_tokens", "max_batch_requests",
            "max_concurrent_requests", "max_wait_ms", "auto_truncate", "max_input_chars", "max_inputs_per_request",
-           "max_request_bytes", "reload_interval_s", "embedding_model", "explain_steps")
+           "max_request_bytes", "reload_interval_s", "embedding_model", "explain_steps", "metrics_key",
+           "rate_limits_when_redis_down", "quotas_when_redis_down")
 
 
 def test_serving_settings_have_help_text_and_env_names(monkeypatch):

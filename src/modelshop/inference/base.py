@@ -20,6 +20,27 @@ def probabilities(logits: np.ndarray, multi_label: bool, function: str | None = 
     return e / e.sum(axis=-1, keepdims=True)
 
 
+# Models that number positions from the padding id + 1 (RoBERTa's family): that many positions are never used.
+OFFSET_POSITIONS = {"roberta", "xlm-roberta", "camembert", "mpnet", "longformer", "data2vec-text",
+                    "roberta-prelayernorm", "xmod"}
+UNSET = 1_000_000  # a tokenizer without a limit says int(1e30)
+
+
+def input_limit(config, tokenizer) -> int:
+    """The longest input, in tokens with the special ones, that a transformer itself can take: its position
+    embeddings and its tokenizer's model_max_length, the smaller (512 for BERT)."""
+    limits = []
+    positions = getattr(config, "max_position_embeddings", None)
+    if positions:
+        if getattr(config, "model_type", "") in OFFSET_POSITIONS:
+            positions -= (getattr(config, "pad_token_id", None) or 1) + 1
+        limits.append(int(positions))
+    declared = getattr(tokenizer, "model_max_length", None)
+    if declared and declared < UNSET:
+        limits.append(int(declared))
+    return min(limits) if limits else 512
+
+
 class Predictor(ABC):
     family: str
     format: str

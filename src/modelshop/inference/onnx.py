@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from modelshop.errors import ValidationError
-from modelshop.inference.base import Predictor
+from modelshop.inference.base import Predictor, input_limit
 
 ONNX_FILE = "model.onnx"
 
@@ -25,7 +25,7 @@ class OnnxPredictor(Predictor):
 
     def __init__(self, path: Path, meta: dict, *, threads: int | None = None) -> None:
         import onnxruntime as ort
-        from transformers import AutoTokenizer
+        from transformers import AutoConfig, AutoTokenizer
 
         path = Path(path)
         model_file = path / meta.get("onnx_file", ONNX_FILE)
@@ -36,7 +36,10 @@ class OnnxPredictor(Predictor):
         self.labels = list(meta["labels"])
         self.multi_label = bool(meta.get("multi_label", False))
         self.tokenizer = AutoTokenizer.from_pretrained(path)
-        self.max_length = int(meta.get("max_length") or self.tokenizer.model_max_length)
+        config = AutoConfig.from_pretrained(path) if (path / "config.json").is_file() else None
+        self.input_limit = input_limit(config, self.tokenizer)  # what the server accepts (see transformer.py)
+        self.trained_length = int(meta.get("max_length") or self.input_limit)
+        self.max_length = min(self.trained_length, self.input_limit)
         options = ort.SessionOptions()
         # One session per model, called from one thread: all cores go to one batch at a time.
         options.intra_op_num_threads = threads or os.cpu_count() or 1

@@ -29,6 +29,9 @@ from modelshop.settings import Settings
 
 log = logging.getLogger("modelshop.serve")
 
+NONE_REGISTERED = ("no model is in production yet; train one with `modelshop train --data FILE --name NAME` (it is "
+                   "served at once, no restart needed) or promote a version with `modelshop models promote NAME:VERSION`")
+
 
 def serve_workers(settings: Settings) -> int:
     """Batches a served model runs at once: the setting, else one per core up to 4 on a CPU, 1 on a GPU."""
@@ -85,6 +88,7 @@ class ServedModel:
     metrics: Metrics
     processes: ProcessWorkers | None = None
     extras: dict = field(default_factory=dict)
+    trained_length: int | None = None   # the length it was trained at (max_length is what it accepts)
 
     @property
     def ref(self) -> str:
@@ -126,7 +130,7 @@ def _wrap(name, version, version_id, family, fmt, labels, multi_label, predictor
                       metrics=metrics, workers=workers)
     return ServedModel(name, version, version_id, family, fmt, labels, multi_label, runner.max_length, predictor,
                        runner, batcher, ThreadPoolExecutor(1, thread_name_prefix=f"tokenize-{label}"), metrics,
-                       processes)
+                       processes, trained_length=getattr(predictor, "trained_length", None))
 
 
 def load_served(row, path: Path, settings: Settings, metrics: Metrics) -> ServedModel:
@@ -187,8 +191,10 @@ class ModelPool:
         if name not in self.production:
             await self.refresh(force=True)  # registered since the last look?
             if name not in self.production:
+                if not self.production:
+                    raise NotFound(f'no model named "{name}" is served: {NONE_REGISTERED}')
                 raise NotFound(f'no model named "{name}" is served{did_you_mean(name, self.production)}; '
-                               f"served: {', '.join(sorted(self.production)) or 'none'}")
+                               f"served: {', '.join(sorted(self.production))}")
         loading = self._loading.get(name)
         if loading is not None:
             await asyncio.shield(loading[1])
@@ -212,7 +218,7 @@ class ModelPool:
         if self.settings.default_model:
             return self.settings.default_model
         if not names:
-            raise NotFound("no model is in production; train one with `modelshop train` or promote one")
+            raise NotFound(NONE_REGISTERED)
         raise ValidationError(f"{len(names)} models are served ({', '.join(names)}); choose one with ?model=NAME "
                               "(or POST /models/NAME), or set MODELSHOP_DEFAULT_MODEL")
 

@@ -58,7 +58,8 @@ class TransformerRunner:
         self.model = model
         self.label = label
         self.tokenizer = model.tokenizer
-        self.max_length = int(model.max_length)
+        # the model's own limit, not the (shorter) length it was trained at: that was a speed choice
+        self.max_length = int(getattr(model, "input_limit", model.max_length))
         self.as_torch = as_torch
         names = getattr(model, "input_names", None) or self.tokenizer.model_input_names
         self.input_names = [n for n in ("input_ids", "attention_mask", "token_type_ids") if n in names]

@@ -1,4 +1,8 @@
-"""`modelshop serve`: refuse to start when nothing can be served, print the URL, run uvicorn."""
+"""`modelshop serve`: refuse to start when no request could get in, print what is served and the URL, run uvicorn.
+
+A server starts with whatever is registered, even nothing (an FAQ knowledge base, the storefront and
+the billing API need no classifier): a model registered later is served without a restart, and
+until then the model routes answer 404 saying how to train one."""
 
 from __future__ import annotations
 
@@ -11,15 +15,12 @@ from modelshop.settings import Settings, get_settings
 
 
 def preflight(settings: Settings) -> list[str]:
-    """The production versions that will be served, or a one-line error saying what to do first."""
-    rows = Registry.from_settings(settings).production()
-    if not rows:
-        raise ValidationError(f"no model is registered in {settings.home}; train one first "
-                              "(`modelshop train --data FILE --name NAME`) or run `modelshop demo`")
+    """The production versions that will be served (maybe none), or a one-line error saying what to do first."""
     if settings.serve_gate == "admin" and settings.admin_key is None:
-        raise ValidationError("MODELSHOP_ADMIN_KEY is not set, so no request could get in; set it to the bearer "
-                              "key clients will send (or use MODELSHOP_SERVE_GATE=billing)")
-    return [r.ref for r in rows]
+        raise ValidationError("MODELSHOP_SERVE_GATE=admin but MODELSHOP_ADMIN_KEY is not set, so no request could "
+                              "get in; set it to the bearer key clients will send (or drop MODELSHOP_SERVE_GATE "
+                              "to take customer keys)")
+    return [r.ref for r in Registry.from_settings(settings).production()]
 
 
 def run_server(settings: Settings | None = None, *, host: str | None = None, port: int | None = None,
@@ -35,6 +36,10 @@ def run_server(settings: Settings | None = None, *, host: str | None = None, por
     refs = preflight(settings)
     app = create_app(settings)
     shown = f"[{host}]" if ":" in host else host
-    say(f"serving {', '.join(refs)} at http://{shown}:{port} (docs: http://{shown}:{port}/docs)")
+    what = ", ".join(refs) or "no model yet"
+    say(f"serving {what} at http://{shown}:{port} (docs: http://{shown}:{port}/docs)")
+    if not refs:
+        say(f"no model is registered in {settings.home}: train one with `modelshop train --data FILE --name NAME` "
+            "(it is served as soon as it is registered)")
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     uvicorn.run(app, host=host, port=port, log_level="warning", access_log=False)
