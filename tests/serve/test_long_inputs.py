@@ -46,6 +46,8 @@ def test_an_input_past_the_trained_length_is_answered_not_refused(client, toy):
     assert int(r.headers["x-compute-tokens"]) == 62 + 4 + 123
     expected = probabilities(np.stack([alone(toy, t) for t in TEXTS]), False)
     np.testing.assert_allclose(scores(r.json()), expected, atol=1e-5)
+    explained = client.post("/explain?model=toy", json={"inputs": MID}, headers=AUTH)
+    assert explained.status_code == 200, explained.text
 
 
 def test_the_padded_path_takes_long_inputs_too(toy):
