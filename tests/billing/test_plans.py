@@ -8,19 +8,20 @@ import pytest
 
 from modelshop.billing.accounts import create_plan, find_plan
 from modelshop.billing.money import allocate, exact_minor, fmt, to_minor
-from modelshop.billing.plans import load_plan_file, parse_plan
+from modelshop.billing.plans import PlanIn, load_plan_file, parse_plan
 from modelshop.billing.pricing import charge_amount, discount_line, plan_lines
 from modelshop.errors import NotFound, ValidationError
 from tests.billing.conftest import ADMIN
 
 BASE = {"code": "p", "currency": "USD", "interval": "month"}
+PLAN_FIELDS = ("code", "name", "description", "currency", "interval", "base_fee", "charges", "quota", "prepaid")
 
 
 def plan(**charge) -> dict:
     return {**BASE, "charges": [charge]}
 
 
-@pytest.mark.parametrize("data, message", [
+BAD_PLANS = [
     ({**BASE, "chargez": []}, r'^chargez: unknown field \(did you mean "charges"\?\)'),
     ({**BASE, "currency": "USDD", "base_fee": "1"}, r'currency: "USDD" is not a supported ISO 4217 currency \(did you'),
     ({**BASE, "interval": "monthly", "base_fee": "1"},
@@ -54,7 +55,10 @@ def plan(**charge) -> dict:
     ({**BASE, "quota": {"metric": "requests"}}, r"quota.limit: required"),
     ({**BASE, "code": "Pro Plan", "base_fee": "1"}, r"code: 'Pro Plan' must be lower-case"),
     (BASE, r"plan has no charges, no base_fee and no quota"),
-])
+]
+
+
+@pytest.mark.parametrize("data, message", BAD_PLANS)
 def test_bad_plans_get_one_line_naming_the_field(data, message):
     with pytest.raises(ValidationError, match=message) as e:
         parse_plan(data)
@@ -119,3 +123,58 @@ def test_a_changed_plan_is_a_new_version(sqlite_db, plan_files):
         assert find_plan(s, "grad").version == 2 and find_plan(s, "grad", 1).spec["base_fee"] == "10.00"
         with pytest.raises(NotFound, match='plan "gard" does not exist \\(did you mean "grad"\\?\\)'):
             find_plan(s, "gard")
+
+
+@pytest.mark.parametrize("data, message", [
+    ({"currency": "USD", "base_fee": "1"}, r'^code: required, lower-case letters, digits, "-" or "_"'),
+    ({"code": "p", "base_fee": "1"}, r'^currency: required, ISO 4217 code, e.g. "USD"$'),
+    (plan(metric="tokens"), r"^charges\[0\].model: required, one of unit, graduated, volume, package$"),
+    (plan(model="unit", unit_price="1"), r"^charges\[0\].metric: required, one of requests, tokens, characters"),
+    (plan(metric="tokens", model="unit", unit_prise="1"), r'unit_prise: unknown field \(did you mean "unit_price"'),
+    (plan(metric="tokens", model="package", package_size=10), r"^charges\[0\].package_price: required for a package"),
+    ({**BASE, "quota": "lots"}, r"^quota: expected a mapping of fields, found str$"),
+    ({**BASE, "charges": ["x"]}, r"^charges\[0\]: expected a mapping of fields, found str$"),
+    ({**BASE, "charges": "x"}, r"^charges: expected a list of charges$"),
+    ({**BASE, 5: 1, "base_fee": "1"}, r"^5: unknown field; allowed: code, name"),
+    ([1], r"^plan: expected a mapping of fields, found list$"),
+])
+def test_what_pydantic_finds_is_one_line_too(data, message):
+    with pytest.raises(ValidationError, match=message):
+        PlanIn.model_validate(data)
+
+
+def test_the_plans_route_is_typed_and_answers_the_cli_s_one_line(settings):
+    """POST /admin/plans takes PlanIn: OpenAPI shows the plan file's schema, and a bad plan gets the
+    same line the CLI prints (not FastAPI's list of errors)."""
+    from fastapi.testclient import TestClient
+    from pydantic import SecretStr
+
+    from modelshop.billing import BillingGate
+    from modelshop.serve.app import create_app
+
+    settings = settings.model_copy(update={"admin_key": SecretStr("plans-admin-" + "k" * 24)})
+    admin = {"Authorization": "Bearer plans-admin-" + "k" * 24}
+    app = create_app(settings, gate=BillingGate(settings))
+    schema = app.openapi()
+    body = schema["paths"]["/admin/plans"]["post"]["requestBody"]["content"]["application/json"]["schema"]
+    assert body == {"$ref": "#/components/schemas/PlanIn"}
+    parts = schema["components"]["schemas"]
+    assert set(parts["PlanIn"]["properties"]) == set(PLAN_FIELDS)
+    assert set(parts["PlanIn"]["required"]) == {"code", "currency"}
+    charges = parts["PlanIn"]["properties"]["charges"]["items"]
+    assert charges["discriminator"]["propertyName"] == "model"
+    assert set(charges["discriminator"]["mapping"]) == {"unit", "graduated", "volume", "package"}
+    assert parts["GraduatedChargeIn"]["properties"]["tiers"]["items"] == {"$ref": "#/components/schemas/TierIn"}
+    assert parts["UnitChargeIn"]["properties"]["unit_price"]["type"] == "string"  # amounts are strings
+    with TestClient(app) as client:
+        for data, _ in BAD_PLANS:
+            r = client.post("/admin/plans", json=data, headers=admin)
+            with pytest.raises(ValidationError) as e:
+                parse_plan(data)
+            assert (r.status_code, r.json()) == (422, {"error": e.value.message, "error_type": "validation"})
+        r = client.post("/admin/plans", json=[1], headers=admin)
+        assert (r.status_code, r.json()["error"]) == (422, "plan: expected a mapping of fields, found list")
+        assert client.post("/admin/plans", json={"code": "Bad Code"}).status_code == 401  # no key: not judged
+        good = plan(metric="tokens", model="unit", unit_price="0.002")
+        r = client.post("/admin/plans", json=good, headers=admin)
+        assert r.status_code == 201 and r.json()["spec"] == parse_plan(good).to_dict()

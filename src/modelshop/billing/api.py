@@ -12,11 +12,11 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Body, Depends, Request
+from fastapi import APIRouter, Depends, Request
 from pydantic import BaseModel, ConfigDict
 
 from modelshop.billing import accounts, audit, invoices, keys, revenue, usage, wallet
-from modelshop.billing.plans import parse_plan
+from modelshop.billing.plans import PlanIn, spec_of
 from modelshop.db import Database, get_database
 from modelshop.errors import Forbidden, Unauthorized
 from modelshop.serve.gate import Gate, Principal
@@ -141,9 +141,11 @@ def list_plans(_: Admin, db: Db) -> list[dict]:
 
 
 @admin_router.post("/plans", status_code=201)
-def create_plan(who: Admin, db: Db, plan: Annotated[dict, Body()]) -> dict:
-    """A plan in the plan-file shape (JSON); a changed plan becomes a new version."""
-    return accounts.create_plan(db, parse_plan(plan), actor=actor(who))
+def create_plan(who: Admin, db: Db, plan: PlanIn) -> dict:
+    """A plan in the plan-file shape (JSON); a changed plan becomes a new version.
+
+    A bad plan answers 422 with the one line the CLI prints for the same file (PlanIn raises it)."""
+    return accounts.create_plan(db, spec_of(plan), actor=actor(who))
 
 
 @admin_router.get("/resellers")
