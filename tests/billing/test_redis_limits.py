@@ -141,7 +141,7 @@ def test_an_unreachable_redis_refuses_quota_and_wallet_calls_with_503(sqlite_db,
     assert error.extra["headers"] == {"Retry-After": "5"}
 
 
-def test_the_settings_choose_open_or_closed_for_each_kind(settings):
+def test_the_settings_choose_open_or_closed_for_each_kind(settings, sqlite_db):
     """MODELSHOP_RATE_LIMITS_WHEN_REDIS_DOWN / MODELSHOP_QUOTAS_WHEN_REDIS_DOWN, the other way round."""
     flipped = settings.model_copy(update={"redis_url": DOWN, "rate_limits_when_redis_down": "closed",
                                           "quotas_when_redis_down": "open"})
@@ -160,6 +160,9 @@ def test_the_settings_choose_open_or_closed_for_each_kind(settings):
             await limiter.close()
 
     assert asyncio.run(go()) == "unreachable"
+    gate = BillingGate(flipped, sqlite_db)                          # the gate builds the limiter they name
+    assert isinstance(gate.limiter, RedisLimiter)
+    assert (gate.limiter.limits_when_down, gate.limiter.quotas_when_down) == ("closed", "open")
     defaults = Settings.model_fields
     assert (defaults["rate_limits_when_redis_down"].default, defaults["quotas_when_redis_down"].default) == \
         ("open", "closed")

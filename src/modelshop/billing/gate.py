@@ -29,7 +29,7 @@ from modelshop.billing import keys as keystore
 from modelshop.billing import usage, wallet
 from modelshop.billing.accounts import generation, plan_spec
 from modelshop.billing.committer import GroupCommitter
-from modelshop.billing.limits import LocalLimiter, RedisLimiter, Verdict, ratelimit_headers
+from modelshop.billing.limits import Verdict, make_limiter, ratelimit_headers
 from modelshop.billing.money import fmt
 from modelshop.billing.periods import months_of, parse_period, period_of
 from modelshop.billing.plans import PlanSpec
@@ -59,9 +59,8 @@ class BillingGate:
         self.db = db or get_database(settings)
         self.clock = clock
         self._admin_key = settings.admin_key.get_secret_value().encode() if settings.admin_key else None
-        self.limiter = (RedisLimiter(settings.redis_url, settings.rate_limit_prefix) if settings.redis_url
-                        else LocalLimiter())
-        self.committer: GroupCommitter[usage.Metered, bool] = GroupCommitter(
+        self.limiter = make_limiter(settings)   # Redis when set, failing open or closed as the settings say
+        self.committer: GroupCommitter[usage.Metered, bool | Exception] = GroupCommitter(
             lambda batch: usage.write_batch(self.db, batch),
             settings.billing_group_commit_ms / 1000.0, settings.billing_group_commit_max)
         self._limits: dict[int, tuple[Verdict, float]] = {}
