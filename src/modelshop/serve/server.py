@@ -33,6 +33,8 @@ def run_server(settings: Settings | None = None, *, host: str | None = None, por
     settings = settings or get_settings()
     host = host or settings.host
     port = port or settings.port
+    # --host/--port are the settings from here on (the console's Secure-cookie rule reads the host)
+    settings = settings.model_copy(update={"host": host, "port": port})
     refs = preflight(settings)
     app = create_app(settings)
     shown = f"[{host}]" if ":" in host else host
@@ -42,4 +44,6 @@ def run_server(settings: Settings | None = None, *, host: str | None = None, por
         say(f"no model is registered in {settings.home}: train one with `modelshop train --data FILE --name NAME` "
             "(it is served as soon as it is registered)")
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    uvicorn.run(app, host=host, port=port, log_level="warning", access_log=False)
+    # proxy_headers off: uvicorn would otherwise take X-Forwarded-For from any local process as the client's
+    # address; MODELSHOP_PROXY_HOPS is the one rule for trusting it (the storefront's per-address limits)
+    uvicorn.run(app, host=host, port=port, log_level="warning", access_log=False, proxy_headers=False)
