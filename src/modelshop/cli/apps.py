@@ -143,8 +143,8 @@ def bot_say(text: str = typer.Argument(..., help="the message"), name: str = typ
         emit_json(out)
         return
     typer.echo(out["reply"])
-    handoff = f"; handed off to a person (ticket #{out['ticket_id']})" if out.get("handoff") else ""
-    typer.echo(f"({out['source']}, intent {out['intent']} {out['confidence']:.2f}{handoff}; "
+    ticket = f", ticket #{out['ticket_id']}" if out.get("ticket_id") else ""
+    typer.echo(f"(from {out['source']}, intent {out['intent']} {out['confidence']:.2f}{ticket}; "
                f"continue with --session {out['session_id']})")
 
 
