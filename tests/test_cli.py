@@ -22,14 +22,14 @@ def run(*args: str, env_home=None, check_rc: int | None = 0) -> subprocess.Compl
     return proc
 
 
-def modelshop(*args: str, home) -> subprocess.CompletedProcess:
+def modelshop(*args: str, home, **env: str) -> subprocess.CompletedProcess:
     """The installed entry point itself (`.venv/bin/modelshop`), as a user runs it."""
     import os
     from pathlib import Path
 
     exe = Path(sys.executable).with_name("modelshop")
     cmd = [str(exe)] if exe.exists() else [sys.executable, "-m", "modelshop"]
-    env = {**os.environ, "MODELSHOP_HOME": str(home), "MODELSHOP_PROGRESS": "false", "HF_HUB_OFFLINE": "1"}
+    env = {**os.environ, "MODELSHOP_HOME": str(home), "MODELSHOP_PROGRESS": "false", "HF_HUB_OFFLINE": "1", **env}
     return subprocess.run([*cmd, *args], capture_output=True, text=True, env=env, timeout=120)
 
 
@@ -83,6 +83,12 @@ def test_an_unexpected_error_is_one_line_and_a_log_file(tmp_path):
     text = log.read_text()
     assert text.startswith("modelshop plans list\n") and "Traceback (most recent call last)" in text
     assert "sqlite3.DatabaseError" in text
+
+
+def test_a_bad_environment_variable_is_one_line_naming_it(tmp_path):
+    line = one_line_error(modelshop("plans", "list", home=tmp_path / "home", MODELSHOP_PORT="eighty"))
+    assert line.startswith("error: MODELSHOP_PORT: ") and "'eighty'" in line and "unset it" in line
+    assert not (tmp_path / "home" / "logs").exists()
 
 
 def test_non_utf8_file_is_one_line(tmp_path):

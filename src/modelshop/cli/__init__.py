@@ -2,10 +2,11 @@
 
 Each command group is one module. What the user sees when something goes wrong:
 
-    a typo in a command or option    typer's usage message (with its "did you mean"), exit 2
-    bad input (our ModelshopError)   `error: ...` on one line, with the fix, exit 2
-    a bug or a broken environment    `error: unexpected ...` on one line and the path of a log file
-                                     holding the traceback (MODELSHOP_HOME/logs/), exit 1
+    a typo in a command or option     typer's usage message (with its "did you mean"), exit 2
+    bad input: a ModelshopError, or   `error: ...` on one line, with the fix, exit 2
+      a bad MODELSHOP_* variable
+    a bug or a broken environment     `error: unexpected ...` on one line and the path of a log file
+                                      holding the traceback (MODELSHOP_HOME/logs/), exit 1
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import tempfile
 import traceback
 from pathlib import Path
 
+import pydantic
 import typer
 
 from modelshop.errors import ModelshopError
@@ -48,10 +50,29 @@ def main(argv: list[str] | None = None) -> None:
     except ModelshopError as e:
         print(f"error: {e.message}", file=sys.stderr)
         sys.exit(2)
+    except pydantic.ValidationError as e:
+        if e.title != "Settings":
+            _crash(e, argv)
+        print(f"error: {_settings_problem(e)}", file=sys.stderr)  # a bad MODELSHOP_* variable is bad input
+        sys.exit(2)
     except Exception as e:  # noqa: BLE001 - the last line of defence: one line for the user, the rest in a file
-        print(f"error: unexpected {type(e).__name__}: {_first_line(e)}; the traceback is in {_crash_log(e, argv)}"
-              " (please include it when you report this)", file=sys.stderr)
-        sys.exit(1)
+        _crash(e, argv)
+
+
+def _crash(e: Exception, argv: list[str] | None) -> None:
+    print(f"error: unexpected {type(e).__name__}: {_first_line(e)}; the traceback is in {_crash_log(e, argv)}"
+          " (please include it when you report this)", file=sys.stderr)
+    sys.exit(1)
+
+
+def _settings_problem(e: pydantic.ValidationError) -> str:
+    """The first bad setting, named by its environment variable."""
+    first = e.errors()[0]
+    message = first["msg"].removeprefix("Value error, ")
+    if not first["loc"]:
+        return message  # a check across settings; its message names the variables
+    var = "MODELSHOP_" + str(first["loc"][0]).upper()
+    return f"{var}: {message} (found {first['input']!r}); set it right or unset it"
 
 
 def _first_line(e: BaseException) -> str:
