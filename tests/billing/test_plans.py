@@ -28,6 +28,7 @@ BAD_PLANS = [
      r'interval: "monthly" is not one of month, year \(did you mean "month"'),
     ({**BASE, "base_fee": 49.0}, r'base_fee: 49.0 is a float; write amounts as strings'),
     ({**BASE, "base_fee": "49.001"}, r'base_fee: "49.001" has more than 2 decimal places for USD'),
+    ({**BASE, "base_fee": "1e999999999"}, r'base_fee: "1e999999999" is too large; amounts must be below 10\^15'),
     (plan(metric="request", model="unit", unit_price="1"), r'charges\[0\].metric: "request" .*did you mean "requests"'),
     (plan(metric="tokens", model="tiered", tiers=[]), r'charges\[0\].model: "tiered" is not one of'),
     (plan(metric="tokens", model="unit", unit_price=0.002), r'charges\[0\].unit_price: 0.002 is a float'),

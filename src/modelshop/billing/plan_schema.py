@@ -47,11 +47,17 @@ def _unplaced(e: ValidationError) -> PydanticCustomError:
     return _problem(e.message.removeprefix(": "))
 
 
+MAX_AMOUNT = Decimal(10) ** 15  # times any count of units, still exact in the 60 digits money computes with
+
+
 def _amount(value: object) -> Decimal:
     try:
-        return parse_decimal(value, "")
+        amount = parse_decimal(value, "")
     except ValidationError as e:
         raise _unplaced(e) from None
+    if amount >= MAX_AMOUNT:
+        raise _problem(f'"{value}" is too large; amounts must be below 10^15')
+    return amount
 
 
 def _currency(value: object) -> str:
