@@ -252,3 +252,28 @@ def test_the_database_guards_the_commission_ledger(db, settings):
         s.add(Commission(partner_id=c.partner_id, rule_id=c.rule_id, customer_id=c.customer_id, entry="accrual",
                          period=c.period, currency=c.currency, base_minor=0, amount_minor=100, status="paid",
                          hold_until=c.hold_until, created_at=utcnow(), paid_at=utcnow(), payout_id=c.payout_id))
+
+
+def test_paid_invoices_are_named_facts(db, settings):
+    """What the job works from: each paid invoice of a partner's customer as a `PaidInvoice` with named
+    fields (base = subtotal less discounts); unpaid invoices and customers of no partner are left out."""
+    make_plan(db, "pro", base_fee="60.00")
+    acme = partners.create_partner(db, "Acme", actor=ACTOR)
+    ann = accounts.create_customer(db, "Ann", "pro", actor=ACTOR)["id"]
+    bound_at = month_start(0) + dt.timedelta(days=1)
+    attribution.bind_customer(db, settings, ann, params={"ref": acme["channel"]["code"]}, now=bound_at)
+    dee = accounts.create_customer(db, "Dee", "pro", actor=ACTOR)["id"]
+    attribution.bind_customer(db, settings, dee)  # direct: no partner
+    paid = bill(db, ann, 0)
+    bill(db, ann, 1, pay=False)
+    bill(db, dee, 0)
+    voided = bill(db, ann, 2)
+    invoices.void(db, voided, reason="refund", actor=ACTOR)
+    with db.session() as s:
+        facts = commissions.paid_invoices(s)
+    assert [type(f) for f in facts] == [commissions.PaidInvoice] * 2
+    first, second = facts
+    assert (first.invoice_id, first.customer_id, first.period, first.currency, first.base_minor, first.voided_at,
+            first.partner_id, first.bound_at) == (paid, ann, period(0), "USD", 6000, None, acme["id"], bound_at)
+    assert first.paid_at is not None and first.paid_at <= second.paid_at
+    assert (second.invoice_id, second.period, second.voided_at is not None) == (voided, period(2), True)

@@ -26,6 +26,7 @@ from __future__ import annotations
 import datetime as dt
 import io
 from decimal import Decimal
+from typing import NamedTuple
 
 from sqlalchemy import func, select, update
 from sqlalchemy.exc import IntegrityError
@@ -156,25 +157,50 @@ def take_lock(s: Session, name: str) -> None:
     s.execute(stmt.on_conflict_do_update(index_elements=["name"], set_={"taken_at": stmt.excluded.taken_at}))
 
 
-def _facts(s: Session) -> list:
-    """Every paid invoice (paid_at set, voided later or not) of a customer bound to a partner's channel."""
-    return s.execute(
+class PaidInvoice(NamedTuple):
+    """What the job knows of one paid invoice of a customer bound to a partner's channel."""
+
+    invoice_id: int
+    customer_id: int
+    period: str
+    currency: str
+    base_minor: int                # subtotal less discounts: what a percentage is taken of
+    paid_at: dt.datetime
+    voided_at: dt.datetime | None  # voided after payment: what it earned is clawed back
+    partner_id: int
+    bound_at: dt.datetime          # when the customer was bound: its month 0 for a rule's `months`
+
+
+class EntryKey(NamedTuple):
+    """What one line of the ledger is for: a rule, a customer and an invoice (a bounty's first paid one)."""
+
+    rule_id: int
+    customer_id: int
+    invoice_id: int | None
+
+
+def paid_invoices(s: Session) -> list[PaidInvoice]:
+    """Every paid invoice (paid_at set, voided later or not) of a customer bound to a partner's channel,
+    in the order they were paid."""
+    rows = s.execute(
         select(Invoice.id, Invoice.customer_id, Invoice.period, Invoice.currency,
                Invoice.subtotal_minor - Invoice.discount_minor, Invoice.paid_at, Invoice.voided_at,
                Channel.partner_id, Attribution.bound_at)
         .join(Attribution, Attribution.customer_id == Invoice.customer_id)
         .join(Channel, Channel.id == Attribution.channel_id)
         .where(Channel.partner_id.is_not(None), Invoice.paid_at.is_not(None))
-        .order_by(Invoice.paid_at, Invoice.id)).all()
+        .order_by(Invoice.paid_at, Invoice.id))
+    return [PaidInvoice(*row) for row in rows]
 
 
-def _ledger(s: Session) -> dict[tuple, dict]:
-    """Per (rule, customer, invoice): the sum so far and the latest hold of its pending entries."""
+def _ledger(s: Session) -> dict[EntryKey, dict]:
+    """Per ledger line: the sum so far and the latest hold of its pending entries."""
     rows = s.execute(select(Commission.rule_id, Commission.customer_id, Commission.invoice_id,
                             func.sum(Commission.amount_minor), func.count(),
                             func.max(Commission.hold_until).filter(Commission.status == "pending"))
                      .group_by(Commission.rule_id, Commission.customer_id, Commission.invoice_id)).all()
-    return {(r, c, i): {"sum": int(total or 0), "n": n, "pending_hold": hold} for r, c, i, total, n, hold in rows}
+    return {EntryKey(r, c, i): {"sum": int(total or 0), "n": n, "pending_hold": hold}
+            for r, c, i, total, n, hold in rows}
 
 
 def _active(rule: CommissionRule, paid_at: dt.datetime) -> bool:
@@ -187,50 +213,55 @@ def run_commissions(db: Database, *, now: dt.datetime | None = None, actor: str)
     with db.write_session() as s:
         take_lock(s, "commissions")
         rules = s.scalars(select(CommissionRule).order_by(CommissionRule.id)).all()
-        facts = _facts(s)
+        facts = paid_invoices(s)
         ledger = _ledger(s)
-        volume: dict[tuple, int] = {}
-        for _i, _c, period, cur, base, _paid, voided, partner, _b in facts:
-            if voided is None:
-                volume[(partner, period, cur)] = volume.get((partner, period, cur), 0) + base
-        targets: dict[tuple, dict] = {}
+        volume: dict[tuple[int, str, str], int] = {}  # (partner, period, currency) → paid invoices still standing
+        for f in facts:
+            if f.voided_at is None:
+                bucket = (f.partner_id, f.period, f.currency)
+                volume[bucket] = volume.get(bucket, 0) + f.base_minor
+        targets: dict[EntryKey, dict] = {}
         for rule in rules:
-            mine = [f for f in facts if f[7] == rule.partner_id and f[3] == rule.currency]
+            mine = [f for f in facts if f.partner_id == rule.partner_id and f.currency == rule.currency]
             if rule.kind == "percent":
-                for inv, cust, period, cur, base, paid, voided, partner, bound in mine:
-                    k = _month_index(period) - _month_index(f"{bound.year:04d}-{bound.month:02d}")
-                    ok = voided is None and _active(rule, paid) and k >= 0 and (rule.months is None or k < rule.months)
-                    bp = rate_for(rule.tiers, volume.get((partner, period, cur), 0))
-                    targets[(rule.id, cust, inv)] = {
-                        "amount": round_half_up(Decimal(base) * bp / 10000) if ok else 0, "base": base, "bp": bp,
-                        "period": period, "cur": cur, "hold": paid + dt.timedelta(days=rule.hold_days), "rule": rule}
+                for f in mine:
+                    k = _month_index(f.period) - _month_index(f"{f.bound_at.year:04d}-{f.bound_at.month:02d}")
+                    ok = (f.voided_at is None and _active(rule, f.paid_at) and k >= 0
+                          and (rule.months is None or k < rule.months))
+                    bp = rate_for(rule.tiers, volume.get((f.partner_id, f.period, f.currency), 0))
+                    targets[EntryKey(rule.id, f.customer_id, f.invoice_id)] = {
+                        "amount": round_half_up(Decimal(f.base_minor) * bp / 10000) if ok else 0, "base": f.base_minor,
+                        "bp": bp, "period": f.period, "cur": f.currency,
+                        "hold": f.paid_at + dt.timedelta(days=rule.hold_days), "rule": rule}
             else:
-                first: dict[int, tuple] = {}
+                first: dict[int, PaidInvoice] = {}
                 for f in mine:  # ordered by paid_at: each customer's first paid invoice still standing
-                    if f[6] is None and f[1] not in first:
-                        first[f[1]] = f
-                for cust, (inv, _c, period, _cur, base, paid, _v, _p, _b) in first.items():
-                    if _active(rule, paid):
-                        targets[(rule.id, cust, inv)] = {
-                            "amount": rule.bounty_minor, "base": base, "bp": None, "period": period,
-                            "cur": rule.currency, "hold": paid + dt.timedelta(days=rule.hold_days), "rule": rule}
+                    if f.voided_at is None and f.customer_id not in first:
+                        first[f.customer_id] = f
+                for cust, f in first.items():
+                    if _active(rule, f.paid_at):
+                        targets[EntryKey(rule.id, cust, f.invoice_id)] = {
+                            "amount": rule.bounty_minor, "base": f.base_minor, "bp": None, "period": f.period,
+                            "cur": rule.currency, "hold": f.paid_at + dt.timedelta(days=rule.hold_days), "rule": rule}
         by_id = {r.id: r for r in rules}
         written = {"accrual": 0, "adjustment": 0, "clawback": 0}
-        for key in sorted(set(targets) | {k for k, e in ledger.items() if e["sum"]}, key=lambda k: (k[0], k[1], k[2] or 0)):
+        for key in sorted(set(targets) | {k for k, e in ledger.items() if e["sum"]},
+                          key=lambda k: (k.rule_id, k.customer_id, k.invoice_id or 0)):
             t = targets.get(key)
             have = ledger.get(key, {"sum": 0, "n": 0, "pending_hold": None})
             want = t["amount"] if t else 0
             delta = want - have["sum"]
             if delta == 0:
                 continue
-            rule = by_id[key[0]]
+            rule = by_id[key.rule_id]
             entry = "accrual" if have["n"] == 0 else ("clawback" if want == 0 else "adjustment")
             if delta > 0:
                 hold = t["hold"]
             else:  # a reversal waits with what it reverses, if that still waits; else it is due at once
                 hold = max(filter(None, [have["pending_hold"], now]))
             info = t if want else _last_entry(s, key)  # a clawback reverses at the rate it was earned
-            s.add(Commission(partner_id=rule.partner_id, rule_id=rule.id, customer_id=key[1], invoice_id=key[2],
+            s.add(Commission(partner_id=rule.partner_id, rule_id=rule.id, customer_id=key.customer_id,
+                             invoice_id=key.invoice_id,
                              entry=entry, period=info["period"], currency=info["cur"], base_minor=info["base"],
                              rate_bp=info["bp"], amount_minor=delta, status="pending", hold_until=hold,
                              created_at=now, note=rule.kind))
@@ -243,10 +274,11 @@ def run_commissions(db: Database, *, now: dt.datetime | None = None, actor: str)
     return {**written, "approved": approved}
 
 
-def _last_entry(s: Session, key: tuple) -> dict:
-    last = s.scalars(select(Commission).where(Commission.rule_id == key[0], Commission.customer_id == key[1],
-                                              Commission.invoice_id.is_(None) if key[2] is None
-                                              else Commission.invoice_id == key[2])
+def _last_entry(s: Session, key: EntryKey) -> dict:
+    last = s.scalars(select(Commission).where(Commission.rule_id == key.rule_id,
+                                              Commission.customer_id == key.customer_id,
+                                              Commission.invoice_id.is_(None) if key.invoice_id is None
+                                              else Commission.invoice_id == key.invoice_id)
                      .order_by(Commission.id.desc()).limit(1)).one()
     return {"period": last.period, "cur": last.currency, "base": last.base_minor, "bp": last.rate_bp}
 
