@@ -10,7 +10,9 @@ import pytest
 from modelshop.errors import ValidationError
 from modelshop.inference import load_predictor
 from modelshop.registry import Registry
+from modelshop.data import load_dataset
 from modelshop.train import TrainConfig, evaluate, run_training, score_file
+from modelshop.train.pipeline import RunData, TrainResult, _train_into
 
 FAST = dict(epochs=2, batch_size=8, learning_rate=1e-3, warmup_ratio=0.0)
 
@@ -109,3 +111,45 @@ def test_unknown_base_model(settings, toy_data):
         run_training(train, evaluation, name="x", cfg=TrainConfig(base_model="./nowhere"), settings=settings)
     assert Registry.from_settings(settings).list() == []
     assert not (settings.models_dir / ".incoming").exists() or not list((settings.models_dir / ".incoming").iterdir())
+
+
+# what `modelshop train --json` prints: the CLI's contract, key for key and in this order
+REPORT_KEYS = ["name", "version", "stage", "family", "n", "accuracy", "macro_f1", "micro_f1", "weighted_f1", "ece",
+               "per_class", "confusion_matrix", "baseline", "recommended", "reason", "max_length", "path", "card",
+               "charts", "fit", "search", "wall_seconds"]
+STORED_KEYS = ["n", "accuracy", "macro_f1", "micro_f1", "weighted_f1", "ece", "per_class", "confusion_matrix",
+               "baseline", "recommended", "reason", "fit", "max_length", "config", "data", "search"]
+
+
+def test_the_report_and_metrics_json_keep_their_keys(settings, toy_data):
+    train, evaluation = toy_data
+    result = run_training(train, evaluation, name="k", cfg=TrainConfig(base_model="tfidf"), settings=settings)
+    assert list(result) == REPORT_KEYS
+    assert list(json.loads((Path(result["path"]) / "metrics.json").read_text())) == STORED_KEYS
+    assert list(result["charts"]) == ["confusion matrix"] and result["fit"] is None and result["search"] is None
+
+
+@pytest.mark.parametrize("base", ["tfidf", "tiny"])
+def test_train_into_returns_a_train_result(settings, toy_data, tiny_bert, tmp_path, base):
+    train_path, eval_path = toy_data
+    train, evaluation = load_dataset(train_path), load_dataset(eval_path)
+    is_tfidf = base == "tfidf"
+    cfg = TrainConfig(base_model="tfidf" if is_tfidf else str(tiny_bert), **({} if is_tfidf else {**FAST, "epochs": 1}))
+    data = RunData(fit=train, val=None, evaluation=evaluation, label_names=train.label_names,
+                   multi_label=False, max_length=32, balanced=False)
+    build, runs = tmp_path / "build", tmp_path / "runs"
+    build.mkdir()
+    result = _train_into(build, cfg, data, progress=False, runs_dir=runs)
+    assert isinstance(result, TrainResult)
+    assert result.metrics["n"] == len(evaluation) and set(result.metrics["per_class"]) == {"bad", "good"}
+    assert result.meta["family"] == ("tfidf" if is_tfidf else "transformer")
+    assert result.meta["labels"] == ["bad", "good"] and result.search is None
+    for file in result.charts.values():
+        assert (build / file).is_file(), file
+    if is_tfidf:  # the model is the baseline: not reported twice
+        assert result.baseline is None and result.fit is None and list(result.charts) == ["confusion matrix"]
+    else:
+        assert result.baseline["macro_f1"] >= 0.9 and result.meta["max_length"] == 32
+        assert result.fit["best_epoch"] == 1 and result.fit["class_weights"] is False
+        assert list(result.charts) == ["confusion matrix", "training curves"]
+        assert runs.is_dir() and not (runs / build.name).exists()  # scratch checkpoints: under runs_dir, then removed

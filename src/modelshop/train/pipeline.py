@@ -13,6 +13,7 @@ import json
 import shutil
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 from modelshop.data import Dataset, load_dataset, profile_dataset, stratified_split
@@ -31,6 +32,31 @@ from modelshop.train.tfidf import fit_tfidf, save_tfidf
 
 
 MIN_ROWS_FOR_VALIDATION = 20  # below this, carving a validation split leaves too little to learn from
+
+
+@dataclass(frozen=True)
+class RunData:
+    """What one run learns from and is judged on, as `run_training` prepared it from the files."""
+
+    fit: Dataset            # the rows the model learns from
+    val: Dataset | None     # held out of the training rows for early stopping and search; None: too few rows
+    evaluation: Dataset     # the rows of the reported and registered figures
+    label_names: list[str]
+    multi_label: bool
+    max_length: int         # tokens per text: the config's, else the profile's recommendation
+    balanced: bool          # class weights on (asked for, or "auto" on imbalanced data)
+
+
+@dataclass(frozen=True)
+class TrainResult:
+    """What `_train_into` built into the version's folder, for the card, metrics.json and the registry."""
+
+    metrics: dict                       # the model on the evaluation set (`compute_metrics`)
+    baseline: dict | None               # the tfidf baseline's headline figures; None when the model is tfidf
+    meta: dict                          # the folder's META_FILE: family, format, labels, max length, ...
+    charts: dict[str, str]              # title → PNG file name in the folder
+    fit: dict | None = None             # a transformer's fit: best epoch, speed, memory, class weights
+    search: list[dict] | None = None    # the hyperparameter trials, when the config asked for a search
 
 
 def check_datasets(train: Dataset, evaluation: Dataset | None) -> None:
@@ -105,23 +131,24 @@ def run_training(data, eval_data=None, *, name: str, cfg: TrainConfig | None = N
 
     build = registry.incoming_dir() if main else Path(tempfile.mkdtemp(prefix="modelshop-train-"))
     try:
-        result = _train_into(build, cfg, fit_set, val_set, evaluation, label_names, multi, max_length,
-                             balanced, profile, progress, settings)
-        meta = result["meta"]
+        run_data = RunData(fit=fit_set, val=val_set, evaluation=evaluation, label_names=label_names,
+                           multi_label=multi, max_length=max_length, balanced=balanced)
+        result = _train_into(build, cfg, run_data, progress=progress, runs_dir=settings.runs_dir)
+        meta = result.meta
         data_info = {"train": train.source, "eval": eval_source, "train_sha256": train_sha256,
                      "eval_sha256": evaluation.fingerprint(), "train_rows": len(fit_set),
                      "parent": parent_id}
-        rec, reason = recommend(result["metrics"] if not cfg.is_tfidf else None, result["baseline"], profile)
-        figures = {**headline(result["metrics"]), "confusion_matrix": result["metrics"]["confusion_matrix"]}
+        rec, reason = recommend(result.metrics if not cfg.is_tfidf else None, result.baseline, profile)
+        figures = {**headline(result.metrics), "confusion_matrix": result.metrics["confusion_matrix"]}
         card = model_card(name=name, base_model=cfg.base_model, family=meta["family"], labels=label_names,
-                          multi_label=multi, metrics=result["metrics"], baseline=result["baseline"],
+                          multi_label=multi, metrics=result.metrics, baseline=result.baseline,
                           recommended=rec, reason=reason, profile=profile, config=cfg.to_dict(),
-                          data=data_info, fit=result["fit"], charts=result["charts"])
+                          data=data_info, fit=result.fit, charts=result.charts)
         (build / "card.md").write_text(card, encoding="utf-8")
         (build / "profile.json").write_text(json.dumps(profile, ensure_ascii=False, indent=1, default=str))
-        stored = {**figures, "baseline": result["baseline"], "recommended": rec, "reason": reason,
-                  "fit": result["fit"], "max_length": max_length, "config": cfg.to_dict(), "data": data_info,
-                  "search": result.get("search")}
+        stored = {**figures, "baseline": result.baseline, "recommended": rec, "reason": reason,
+                  "fit": result.fit, "max_length": max_length, "config": cfg.to_dict(), "data": data_info,
+                  "search": result.search}
         (build / "metrics.json").write_text(json.dumps(stored, ensure_ascii=False, indent=1))
         (build / META_FILE).write_text(json.dumps(meta, ensure_ascii=False, indent=1))
         processes.wait_for_everyone()  # every process has trained and written: one version, once
@@ -129,8 +156,8 @@ def run_training(data, eval_data=None, *, name: str, cfg: TrainConfig | None = N
             _leave_quietly()
         row = registry.register(name, build, family=meta["family"], format=meta["format"],
                                 base_model=cfg.base_model, labels=label_names, multi_label=multi,
-                                metrics={**headline(result["metrics"]), "baseline_macro_f1":
-                                         (result["baseline"] or {}).get("macro_f1"), "recommended": rec},
+                                metrics={**headline(result.metrics), "baseline_macro_f1":
+                                         (result.baseline or {}).get("macro_f1"), "recommended": rec},
                                 data_sha256=data_info["train_sha256"], eval_sha256=data_info["eval_sha256"],
                                 parent_id=parent_id)
     finally:
@@ -138,11 +165,11 @@ def run_training(data, eval_data=None, *, name: str, cfg: TrainConfig | None = N
             shutil.rmtree(build, ignore_errors=True)
     folder = registry.path(row)
     return {"name": name, "version": row.version, "stage": row.stage, "family": meta["family"],
-            **headline(result["metrics"]), "confusion_matrix": result["metrics"]["confusion_matrix"],
-            "baseline": result["baseline"], "recommended": rec, "reason": reason,
+            **headline(result.metrics), "confusion_matrix": result.metrics["confusion_matrix"],
+            "baseline": result.baseline, "recommended": rec, "reason": reason,
             "max_length": max_length, "path": str(folder), "card": str(folder / "card.md"),
-            "charts": {k: str(folder / v) for k, v in result["charts"].items()},
-            "fit": result["fit"], "search": result.get("search"),
+            "charts": {k: str(folder / v) for k, v in result.charts.items()},
+            "fit": result.fit, "search": result.search,
             "wall_seconds": round(time.perf_counter() - started, 1)}
 
 
@@ -153,9 +180,12 @@ def _leave_quietly() -> None:
     raise SystemExit(0)
 
 
-def _train_into(build: Path, cfg: TrainConfig, fit_set: Dataset, val_set: Dataset | None, evaluation: Dataset,
-                label_names: list[str], multi: bool, max_length: int, balanced: bool, profile: dict,
-                progress: bool, settings: Settings) -> dict:
+def _train_into(build: Path, cfg: TrainConfig, data: RunData, *, progress: bool, runs_dir: Path) -> TrainResult:
+    """Fit the tfidf baseline (and the model itself, unless it is the tfidf one), evaluate, and write the
+    weights, charts and confusion matrix into `build`; a transformer's scratch checkpoints go under
+    `runs_dir` unless the config names a checkpoint folder."""
+    fit_set, val_set, evaluation = data.fit, data.val, data.evaluation
+    label_names, multi, max_length, balanced = data.label_names, data.multi_label, data.max_length, data.balanced
     val_texts = val_set.texts if val_set is not None else None
     val_labels = val_set.labels if val_set is not None else None
     baseline, charts_made, fit_info, search = None, {}, None, None
@@ -176,7 +206,7 @@ def _train_into(build: Path, cfg: TrainConfig, fit_set: Dataset, val_set: Datase
     else:
         from modelshop.train.loop import fit_transformer, encode, predict_logits
 
-        ckpt = cfg.checkpoint_dir or (settings.runs_dir / f"{build.name}")
+        ckpt = cfg.checkpoint_dir or (runs_dir / build.name)
         run_cfg = cfg.replace(checkpoint_dir=ckpt)
         if cfg.search_trials:
             from modelshop.train.search import search
@@ -208,5 +238,5 @@ def _train_into(build: Path, cfg: TrainConfig, fit_set: Dataset, val_set: Datase
     if cm_png:
         charts_made = {"confusion matrix": cm_png.name, **charts_made}
     (build / "confusion_matrix.json").write_text(json.dumps(metrics["confusion_matrix"], ensure_ascii=False))
-    return {"metrics": metrics, "baseline": baseline, "meta": meta, "charts": charts_made, "fit": fit_info,
-            "search": search}
+    return TrainResult(metrics=metrics, baseline=baseline, meta=meta, charts=charts_made, fit=fit_info,
+                       search=search)
