@@ -19,14 +19,12 @@ from functools import partial
 from fastapi import APIRouter, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import PlainTextResponse, RedirectResponse, Response
-from sqlalchemy import func, select
 
 from modelshop.billing import invoices as billing_invoices
 from modelshop.billing import keys as billing_keys
 from modelshop.billing.periods import parse_period, period_of
-from modelshop.billing.tables import ApiKey, Customer, Plan
 from modelshop.channels import analytics, attribution, channels, commissions, partners
-from modelshop.channels.tables import Attribution, Channel
+from modelshop.channels import queries as channel_queries
 from modelshop.db import utcnow
 from modelshop.errors import Forbidden, ModelshopError, Unauthorized
 from modelshop.web import charts, sessions
@@ -198,10 +196,7 @@ async def home(request: Request):
 
     def overview():
         months = analytics.monthly(db, period, months=12, currency=conf.channels_currency)
-        with db.session() as s:
-            counts = {"customers": s.scalar(select(func.count()).select_from(Customer)),
-                      "keys": s.scalar(select(func.count()).select_from(ApiKey).where(ApiKey.status == "active")),
-                      "channels": s.scalar(select(func.count()).select_from(Channel))}
+        counts = channel_queries.overview_counts(db)
         chart = charts.over_time([m["month"] for m in months], (f"revenue ({conf.channels_currency})",
                                  [m["revenue"] for m in months]), ("requests", [m["requests"] for m in months]))
         return {"months": months, "counts": counts, "chart": chart, "models": len(production(request))}
@@ -226,20 +221,8 @@ async def models_page(request: Request):
 async def customers_page(request: Request):
     db = database(request)
 
-    def rows():
-        keys = (select(ApiKey.customer_id, func.count().label("n")).where(ApiKey.status == "active")
-                .group_by(ApiKey.customer_id).subquery())
-        q = (select(Customer, Plan.code, Channel.code, Attribution.model, keys.c.n)
-             .join(Plan, Plan.id == Customer.plan_id)
-             .outerjoin(Attribution, Attribution.customer_id == Customer.id)
-             .outerjoin(Channel, Channel.id == Attribution.channel_id)
-             .outerjoin(keys, keys.c.customer_id == Customer.id).order_by(Customer.id.desc()).limit(PAGE))
-        with db.session() as s:
-            return [{"id": c.id, "name": c.name, "email": c.email, "status": c.status, "plan": plan,
-                     "channel": code, "bound_by": model, "keys": n or 0, "created_at": c.created_at}
-                    for c, plan, code, model, n in s.execute(q)]
-
-    return await page(request, "console_customers.html", customers=rows,
+    return await page(request, "console_customers.html",
+                      customers=lambda: channel_queries.customers_with_channel(db, limit=PAGE),
                       channels=lambda: channels.list_channels(db), keys=lambda: billing_keys.list_keys(db)[-PAGE:][::-1])
 
 
@@ -285,10 +268,7 @@ async def channel_page(request: Request, code: str):
     db, conf, period = database(request), settings(request), _period(request)
 
     def data():
-        with db.session() as s:
-            ch = channels.channel_view(channels.find_channel(s, code))
-            bound = s.execute(select(Customer, Attribution).join(Attribution, Attribution.customer_id == Customer.id)
-                              .where(Attribution.channel_id == ch["id"]).order_by(Customer.id.desc()).limit(PAGE)).all()
+        ch = channel_queries.get_channel(db, code)
         row = next(r for r in analytics.report(db, conf, period) if r["code"] == ch["code"])
         stages = [(k, row[k]) for k in ("visits", "signups", "keys", "first_calls", "first_paid")]
         co = analytics.cohorts(db, period, months=12, channel_id=ch["id"])
@@ -296,8 +276,7 @@ async def channel_page(request: Request, code: str):
                 "funnel": charts.funnel(stages, f"{ch['code']}: signups of {period}"),
                 "heatmap": charts.heatmap([c["cohort"] for c in co["cohorts"]], [c["retention"] for c in co["cohorts"]],
                                           "retention (% active)"),
-                "customers": [{"id": c.id, "name": c.name, "email": c.email, "bound_by": a.model, "bound_at": a.bound_at}
-                              for c, a in bound],
+                "customers": channel_queries.bound_customers(db, ch["id"], limit=PAGE),
                 "links": channels.list_links(db, ch["id"]), "all_channels": channels.list_channels(db)}
 
     return await page(request, "console_channel.html", data=data)

@@ -25,10 +25,9 @@ from pathlib import Path
 from fastapi import APIRouter, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import FileResponse, JSONResponse, PlainTextResponse, RedirectResponse, Response
-from sqlalchemy import func, select
 
 from modelshop.billing.accounts import list_plans
-from modelshop.billing.tables import UsageEvent
+from modelshop.billing.queries import model_latency
 from modelshop.channels import attribution
 from modelshop.db import utcnow
 from modelshop.errors import ModelshopError, NotFound, RateLimited, ValidationError
@@ -108,12 +107,9 @@ def pricing(request: Request) -> list[dict]:
 
 def measured_latency(request: Request, name: str) -> dict:
     """Mean inference time per request of the model's production calls over 30 days (the usage ledger)."""
-    since = utcnow() - dt.timedelta(days=30)
-    with database(request).session() as s:
-        us, n = s.execute(select(func.sum(UsageEvent.compute_us), func.sum(UsageEvent.requests)).where(
-            UsageEvent.model.startswith(f"{name}:", autoescape=True), UsageEvent.occurred_at >= since)).one()
-    n = int(n or 0)
-    return {"calls": n, "ms": f"{int(us or 0) / n / 1000:.1f}" if n else None}
+    measured = model_latency(database(request), name, since=utcnow() - dt.timedelta(days=30))
+    ms = measured["mean_ms"]
+    return {"calls": measured["calls"], "ms": f"{ms:.1f}" if ms is not None else None}
 
 
 @router.get("/")
