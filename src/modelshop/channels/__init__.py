@@ -7,6 +7,7 @@
     commissions   rules (percentage for N months or forever, tiers by volume, bounty), the ledger
                   (pending → approved → paid, clawback by negative entries) and payout statements
     analytics     the per-channel report (funnel, revenue, margin, CAC, LTV, ROI, ROAS) and cohorts, in SQL
+    queries       the console's reads that join channel and billing tables (`web` holds no SQL)
     api           admin (`/admin/channels/...`) and partner (`/v1/partner/...`) routers
 
 May import: db, settings, errors, billing (its tables and public functions), serve.gate.
