@@ -28,11 +28,14 @@ from collections.abc import Iterable
 class ModelshopError(Exception):
     status_code = 500
     error_type = "internal"
+    retry_after: float | None = None   # seconds; the server sends it as Retry-After
 
-    def __init__(self, message: str, **extra: object) -> None:
+    def __init__(self, message: str, *, retry_after: float | None = None, **extra: object) -> None:
         super().__init__(message)
         self.message = message
         self.extra = extra
+        if retry_after is not None:
+            self.retry_after = retry_after
 
     def to_body(self) -> dict[str, object]:
         return {"error": self.message, "error_type": self.error_type}
@@ -82,8 +85,7 @@ class RateLimited(ModelshopError):
     error_type = "rate_limited"
 
     def __init__(self, message: str, retry_after: float = 1.0, **extra: object) -> None:
-        super().__init__(message, **extra)
-        self.retry_after = retry_after
+        super().__init__(message, retry_after=retry_after, **extra)
 
 
 class Overloaded(RateLimited):

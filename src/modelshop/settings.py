@@ -76,7 +76,7 @@ class Settings(BaseSettings):
         None, description="model served when a request names none and more than one is in production")
     serve_gate: Literal["admin", "billing"] = Field(
         "billing", description="who may call: billing = customer keys (and MODELSHOP_ADMIN_KEY), limits, quotas "
-        "and the usage ledger (modelshop.billing.make_gate); admin = only MODELSHOP_ADMIN_KEY, nothing metered")
+        "and the usage ledger (modelshop.billing.BillingGate); admin = only MODELSHOP_ADMIN_KEY, nothing metered")
     max_batch_tokens: int = Field(
         16384, ge=1, description="token budget of one batch, counted padded: longest input × inputs")
     max_batch_requests: int = Field(

@@ -15,9 +15,9 @@ from .conftest import ADMIN
 @pytest.fixture
 def app(world):
     from modelshop.billing import BillingGate
-    from modelshop.serve import create_app
+    from modelshop.platform import build_app
 
-    return create_app(world, gate=BillingGate(world))
+    return build_app(world, gate=BillingGate(world))
 
 
 def test_label_queue_over_http(world, app):

@@ -84,9 +84,9 @@ def test_cold_start_users(shelf):
 
 def test_http_and_errors(shelf, tmp_path):
     settings, _, folder = shelf
-    from modelshop.serve import create_app
+    from modelshop.platform import build_app
 
-    app = create_app(settings)
+    app = build_app(settings)
     with TestClient(app) as client:
         ok = client.get("/apps/recommend/u1?k=3", headers=ADMIN)
         assert ok.status_code == 200 and [i["item_id"][:7] for i in ok.json()["items"]] == ["cooking"] * 3

@@ -19,9 +19,9 @@ BILLING_REPLY = "Sorry about the charge. Our billing team refunds double charges
 @pytest.fixture
 def app(world):
     from modelshop.billing import BillingGate
-    from modelshop.serve import create_app
+    from modelshop.platform import build_app
 
-    return create_app(world, gate=BillingGate(world))  # mounts the apps and billing routers
+    return build_app(world, gate=BillingGate(world))  # mounts the apps and billing routers
 
 
 def _customer_key(client, models: list[str]) -> dict:

@@ -12,7 +12,7 @@ from modelshop.billing.accounts import create_plan
 from modelshop.billing.plans import load_plan_file
 from modelshop.db import Database
 from modelshop.errors import ModelshopError
-from modelshop.serve.gate import Call, StoredReply, Units
+from modelshop.gate import Call, StoredReply, Units
 
 ADMIN = "test"  # the actor of library calls made by tests
 
@@ -85,29 +85,28 @@ def make_plans(db: Database, plan_files, *codes: str) -> None:
 async def serve_call(gate, token: str | None, model: str = "minilm:1", units: Units = Units(),
                      idempotency_key: str | None = None, route: str = "/predict", body: str = "body-0",
                      infer=None):
-    """One request handled the way the server handles it: authenticate → claim → admit → (infer) → record,
-    and settle at the end. `body` stands for the request's fingerprint (same body: same request).
+    """One request handled the way the server handles it: authenticate, then one metered block (the key
+    claimed → admit → (infer) → record; what was held given back on leaving). `body` stands for the
+    request's fingerprint (same body: same request).
 
     Returns ("ok" | "replayed", StoredReply) or (status code, error).
     """
     request_id = uuid.uuid4().hex
     try:
         principal = await gate.authenticate(token)
-        stored = await gate.claim(principal, idempotency_key, route, body, request_id)
-        if stored is not None:
-            return "replayed", stored
-        await gate.admit(principal, model, units)
-        if infer is not None:
-            await infer()
-        reply = StoredReply(200, json.dumps({"request_id": request_id, "tokens": units.tokens}).encode(),
-                            {"x-request-id": request_id, "content-type": "application/json"})
-        first = await gate.record(principal, Call(request_id, route, model, units, idempotency_key,
-                                                  inference_seconds=0.0125, fingerprint=body), reply)
-        return ("replayed", first) if first is not None else ("ok", reply)
+        async with gate.metered(principal, route, idempotency_key=idempotency_key, fingerprint=body,
+                                request_id=request_id) as m:
+            if m.replay is not None:
+                return "replayed", m.replay
+            await m.admit(model, units)
+            if infer is not None:
+                await infer()
+            reply = StoredReply(200, json.dumps({"request_id": request_id, "tokens": units.tokens}).encode(),
+                                {"x-request-id": request_id, "content-type": "application/json"})
+            sent = await m.record(Call(request_id, route, model, units, inference_seconds=0.0125), reply)
+            return ("ok" if sent is reply else "replayed"), sent
     except ModelshopError as e:
         return e.status_code, e
-    finally:
-        await gate.settle()
 
 
 async def gather_in_chunks(coros, size: int = 50) -> list:

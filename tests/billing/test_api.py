@@ -7,15 +7,13 @@ import hmac
 import logging
 
 import pytest
-from fastapi import FastAPI
-from fastapi.responses import JSONResponse
 from fastapi.testclient import TestClient
 from pydantic import SecretStr
 
 from modelshop.billing import BillingGate
 from modelshop.billing.api import admin_router, customer_router
-from modelshop.errors import ModelshopError
-from modelshop.serve.gate import Units
+from modelshop.gate import Units
+from modelshop.serve.app import create_app
 from tests.billing.conftest import make_plans, serve_call
 
 ADMIN_KEY = "adm_" + "x7Kq2" * 8
@@ -23,19 +21,10 @@ ADMIN_KEY = "adm_" + "x7Kq2" * 8
 
 @pytest.fixture
 def app(sqlite_db, settings):
-    """What the server does: a gate at app.state.gate, both routers, one error handler."""
+    """The server with billing's two routers alone (no other part's), on the billing gate."""
     settings = settings.model_copy(update={"admin_key": SecretStr(ADMIN_KEY)})
     gate = BillingGate(settings, sqlite_db)
-    app = FastAPI()
-    app.state.gate = gate
-    app.include_router(admin_router)
-    app.include_router(customer_router)
-
-    @app.exception_handler(ModelshopError)
-    async def _error(_request, e: ModelshopError):
-        return JSONResponse(e.to_body(), status_code=e.status_code)
-
-    return app
+    return create_app(settings, gate, db=sqlite_db, routers=[admin_router, customer_router])
 
 
 def bearer(key: str) -> dict:
@@ -45,7 +34,7 @@ def bearer(key: str) -> dict:
 @pytest.fixture
 def world(app, plan_files):
     """Two customers with a key each, usage and a draft invoice each, made through the admin API."""
-    gate = app.state.gate
+    gate = app.state.modelshop.gate
     make_plans(gate.db, plan_files, "grad")
     with TestClient(app) as client:
         admin = bearer(ADMIN_KEY)

@@ -11,7 +11,7 @@ import pytest
 from modelshop.billing import BillingGate
 from modelshop.cli import main
 from modelshop.db import get_database
-from modelshop.serve.gate import Units
+from modelshop.gate import Units
 from tests.billing.conftest import serve_call
 
 

@@ -20,7 +20,7 @@ from modelshop.billing.tables import Invoice, InvoiceLine, UsageEvent, WalletEnt
 from modelshop.billing.wallet import topup, wallet
 from modelshop.db import utcnow
 from modelshop.errors import Conflict, PaymentRequired, QuotaExceeded, ValidationError
-from modelshop.serve.gate import Units
+from modelshop.gate import Units
 from tests.billing.conftest import ADMIN, make_plans, serve_call
 
 NOW = dt.datetime(2026, 3, 10, 12, tzinfo=dt.UTC)   # events of these tests happen in March 2026

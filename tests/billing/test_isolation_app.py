@@ -21,8 +21,8 @@ from modelshop.billing.accounts import create_customer, create_plan
 from modelshop.billing.invoices import run_invoices
 from modelshop.billing.keys import create_key
 from modelshop.billing.plans import parse_plan
-from modelshop.serve.app import create_app
-from modelshop.serve.gate import Units
+from modelshop.platform import build_app
+from modelshop.gate import Units
 from tests.billing.conftest import serve_call
 
 ADMIN_KEY = "iso-admin-" + "v" * 24
@@ -53,7 +53,7 @@ def test_customer_key_reaches_nothing_of_the_operator_or_of_others(sqlite_db, se
     asyncio.run(use())
     run = run_invoices(sqlite_db, gate.clock().strftime("%Y-%m"), actor="test")
     invoice_of = {i["customer_id"]: i["id"] for i in run["invoices"]}
-    app = create_app(settings, gate=gate)
+    app = build_app(settings, gate=gate)
     me = {"Authorization": f"Bearer {ann_key['key']}"}
     with TestClient(app) as client:
         tried = 0

@@ -151,11 +151,11 @@ def test_the_plans_route_is_typed_and_answers_the_cli_s_one_line(settings):
     from pydantic import SecretStr
 
     from modelshop.billing import BillingGate
-    from modelshop.serve.app import create_app
+    from modelshop.platform import build_app
 
     settings = settings.model_copy(update={"admin_key": SecretStr("plans-admin-" + "k" * 24)})
     admin = {"Authorization": "Bearer plans-admin-" + "k" * 24}
-    app = create_app(settings, gate=BillingGate(settings))
+    app = build_app(settings, gate=BillingGate(settings))
     schema = app.openapi()
     body = schema["paths"]["/admin/plans"]["post"]["requestBody"]["content"]["application/json"]["schema"]
     assert body == {"$ref": "#/components/schemas/PlanIn"}

@@ -19,7 +19,7 @@ from modelshop.billing.keys import create_key
 from modelshop.billing.limits import LocalLimiter, RedisLimiter
 from modelshop.billing.wallet import topup
 from modelshop.errors import QuotaExceeded
-from modelshop.serve.gate import Units
+from modelshop.gate import Units
 from tests.billing.conftest import ADMIN, make_plans, serve_call
 from tests.billing.servers import redis_url_or_skip
 

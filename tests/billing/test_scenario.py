@@ -17,7 +17,7 @@ from modelshop.billing.tables import IdempotencyRecord, UsageEvent
 from modelshop.billing.usage import usage_summary
 from modelshop.billing.wallet import topup, wallet
 from modelshop.db import utcnow
-from modelshop.serve.gate import Units
+from modelshop.gate import Units
 from tests.billing.conftest import ADMIN, gather_in_chunks, make_plans, serve_call
 
 

@@ -1,4 +1,4 @@
-"""The seam with the server: `create_app(settings, gate=BillingGate)` with the billing routers mounted.
+"""The seam with the server: `build_app(settings, gate=BillingGate)` with the billing routers mounted.
 
 A tfidf model is trained and served; a customer calls /predict over the in-process ASGI client.
 """
@@ -12,7 +12,7 @@ from pydantic import SecretStr
 
 from modelshop.billing import BillingGate
 from modelshop.cli import main
-from modelshop.serve.app import create_app
+from modelshop.platform import build_app
 
 ADMIN = {"Authorization": "Bearer seam-admin-" + "k" * 24}
 
@@ -27,7 +27,7 @@ def test_metered_predict_through_the_server(settings, tmp_path, capsys):
 
     settings = settings.model_copy(update={"admin_key": SecretStr(ADMIN["Authorization"][7:])})
     gate = BillingGate(settings)
-    app = create_app(settings, gate=gate)  # mounts the billing routers itself
+    app = build_app(settings, gate=gate)  # mounts the billing routers itself
     with TestClient(app) as client:
         plan = {"code": "payg", "currency": "USD", "charges": [{"metric": "requests", "model": "unit",
                                                                 "unit_price": "0.01"}]}
@@ -60,7 +60,7 @@ def test_a_call_that_fails_after_admission_gives_its_quota_hold_back(settings, t
     main(["train", "--data", str(data), "--eval", str(data), "--base-model", "tfidf", "--name", "m", "--json"])
     capsys.readouterr()
     settings = settings.model_copy(update={"admin_key": SecretStr(ADMIN["Authorization"][7:])})
-    with TestClient(create_app(settings, gate=BillingGate(settings))) as client:
+    with TestClient(build_app(settings, gate=BillingGate(settings))) as client:
         plan = {"code": "tiny", "currency": "USD", "charges": [],
                 "quota": {"metric": "requests", "limit": 2, "action": "block"}}
         assert client.post("/admin/plans", json=plan, headers=ADMIN).status_code == 201

@@ -45,8 +45,8 @@ def bearer(key: str) -> dict:
 def app(settings):
     """The real server (`create_app` with the billing gate) with billing's and channels' routers mounted."""
     from modelshop.billing import BillingGate
-    from modelshop.serve import create_app
+    from modelshop.platform import build_app
 
     settings = settings.model_copy(update={"admin_key": SecretStr(ADMIN_KEY)})
-    app = create_app(settings, gate=BillingGate(settings))
+    app = build_app(settings, gate=BillingGate(settings))
     return app

@@ -12,7 +12,7 @@ from modelshop.errors import NotFound, ValidationError
 from modelshop.inference import load_predictor
 from modelshop.optimize import optimize
 from modelshop.registry import Registry
-from modelshop.serve import create_app
+from modelshop.platform import build_app
 
 from .conftest import KEY
 
@@ -68,7 +68,7 @@ def test_an_onnx_version_is_served_through_onnxruntime(optimized, toy_registry):
     registry.promote("toy:3")
     auth = {"Authorization": f"Bearer {KEY}"}
     try:
-        with TestClient(create_app(settings)) as c:
+        with TestClient(build_app(settings)) as c:
             r = c.post("/predict?model=toy", json={"inputs": [[t] for t in TEXTS]}, headers=auth)
             assert r.status_code == 200 and r.headers["x-model"] == "toy:3"
             source = load_predictor(registry.path(registry.get("toy:1"))).predict_proba(TEXTS)

@@ -34,9 +34,9 @@ def client(served_settings):
     """An in-process client of the app over the shared registry (lifespan run once per session)."""
     from fastapi.testclient import TestClient
 
-    from modelshop.serve import create_app
+    from modelshop.platform import build_app
 
-    with TestClient(create_app(served_settings)) as c:
+    with TestClient(build_app(served_settings)) as c:
         yield c
 
 

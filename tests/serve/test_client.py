@@ -11,28 +11,36 @@ import pytest
 from modelshop.client import AsyncClient
 from modelshop.errors import NotFound, PayloadTooLarge, ValidationError
 from modelshop.serve import create_app
-from modelshop.serve.gate import AdminKeyGate
+from modelshop.gate import AdminKeyGate, UnmeteredCall
 
 from .helpers import KEY, make_settings
 
 
 class RecordingGate(AdminKeyGate):
-    """The admin gate, plus a memory of what was recorded, replaying by idempotency key."""
+    """The admin gate, plus a memory of what was admitted and recorded, replaying by idempotency key."""
 
     def __init__(self, settings) -> None:
         super().__init__(settings)
         self.admitted, self.recorded, self.stored = [], [], {}
 
-    async def claim(self, principal, idempotency_key, route, fingerprint, request_id):
-        return self.stored.get((idempotency_key, route)) if idempotency_key else None
+    def metered(self, principal, route, *, idempotency_key=None, fingerprint="", request_id=""):
+        return RecordingMeter(self, route, idempotency_key)
 
-    async def admit(self, principal, model, units):
-        self.admitted.append((model, units))
 
-    async def record(self, principal, call, reply):
-        self.recorded.append(call)
-        if call.idempotency_key:
-            self.stored[(call.idempotency_key, call.route)] = reply
+class RecordingMeter(UnmeteredCall):
+    def __init__(self, gate: RecordingGate, route: str, key: str | None) -> None:
+        self.gate, self.route, self.key = gate, route, key
+        self.replay = gate.stored.get((key, route)) if key else None
+
+    async def admit(self, model, units):
+        self.gate.admitted.append((model, units))
+
+    async def record(self, call, reply):
+        call.idempotency_key = self.key
+        self.gate.recorded.append(call)
+        if self.key:
+            self.gate.stored[(self.key, call.route)] = reply
+        return reply
 
 
 def test_async_client_all_routes_and_metering(served_settings, tiny_bert):
@@ -61,7 +69,7 @@ def test_async_client_all_routes_and_metering(served_settings, tiny_bert):
                 await c.classify("fast", ["x"] * 300)
             with pytest.raises(ValidationError, match="Idempotency-Key"):
                 await c.predict("x", model="fast", idempotency_key="has spaces")
-        await app.state.service.aclose()
+        await app.state.modelshop.service.aclose()
 
     asyncio.run(main())
     routes = [c.route for c in gate.recorded]

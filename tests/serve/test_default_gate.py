@@ -7,9 +7,9 @@ from fastapi.testclient import TestClient
 from pydantic import SecretStr
 
 from modelshop.billing import BillingGate
-from modelshop.serve import create_app
-from modelshop.serve.app import make_gate
-from modelshop.serve.gate import AdminKeyGate
+from modelshop.platform import build_app
+from modelshop.platform import make_gate
+from modelshop.gate import AdminKeyGate
 from modelshop.settings import Settings
 
 from .helpers import AUTH, KEY
@@ -21,7 +21,7 @@ def test_a_plain_server_takes_customer_keys_and_the_admin_key(fresh_settings, mo
     plain = Settings(home=fresh_settings.home, progress=False, admin_key=SecretStr(KEY))  # no serve_gate given
     assert plain.serve_gate == "billing" and isinstance(make_gate(plain), BillingGate)
     customer = customer_key(plain)
-    with TestClient(create_app(plain)) as c:
+    with TestClient(build_app(plain)) as c:
         r = c.post("/predict", json={"inputs": "terrible, broken"}, headers=customer)
         assert r.status_code == 200, r.text
         assert c.post("/predict", json={"inputs": "great"}, headers=AUTH).status_code == 200
@@ -33,6 +33,6 @@ def test_admin_only_is_the_opt_out(fresh_settings, monkeypatch):
     admin_only = Settings(home=fresh_settings.home, progress=False, admin_key=SecretStr(KEY))
     assert isinstance(make_gate(admin_only), AdminKeyGate)
     customer = customer_key(admin_only)
-    with TestClient(create_app(admin_only)) as c:
+    with TestClient(build_app(admin_only)) as c:
         assert c.post("/predict", json={"inputs": "great"}, headers=customer).status_code == 401
         assert c.post("/predict", json={"inputs": "great"}, headers=AUTH).status_code == 200

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from fastapi.testclient import TestClient
 
-from modelshop.serve import create_app
+from modelshop.platform import build_app
 from modelshop.serve.embeddings import embed
 
 from .helpers import AUTH, KEY, live_server, make_settings
@@ -21,7 +21,7 @@ def tiny_embed_settings(served_settings, tiny_bert):
 
 @pytest.fixture(scope="module")
 def eclient(tiny_embed_settings):
-    with TestClient(create_app(tiny_embed_settings)) as c:
+    with TestClient(build_app(tiny_embed_settings)) as c:
         yield c
 
 
@@ -65,7 +65,7 @@ def test_embed_function_refuses_a_bare_string(tiny_embed_settings):
 def test_openai_client_with_the_real_minilm(served_settings, monkeypatch):
     from openai import OpenAI
 
-    with live_server(create_app(served_settings)) as url:
+    with live_server(build_app(served_settings)) as url:
         client = OpenAI(base_url=f"{url}/v1", api_key=KEY, max_retries=0)
         question = ["How do I reset my password?"]
         docs = ["Steps to change a forgotten password", "Shipping costs for orders to Europe",

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from fastapi.testclient import TestClient
 
-from modelshop.serve import create_app
+from modelshop.platform import build_app
 
 from .helpers import AUTH, make_settings
 
@@ -76,7 +76,7 @@ def test_ten_thousand_inputs_is_413_with_the_limit(client):
 
 
 def test_too_many_characters_and_too_big_bodies(served_settings):
-    app = create_app(make_settings(served_settings.home, max_input_chars=50, max_request_bytes=2048))
+    app = build_app(make_settings(served_settings.home, max_input_chars=50, max_request_bytes=2048))
     with TestClient(app) as c:
         msg = error_of(c.post("/models/fast", json={"inputs": "x" * 51}, headers=AUTH), 413, "payload_too_large")
         assert "51 characters; the limit is 50 (max_input_chars)" in msg

@@ -10,14 +10,14 @@ import pytest
 
 from modelshop.client import Client
 from modelshop.errors import NotFound, Overloaded, Unauthorized, ValidationError
-from modelshop.serve import create_app
+from modelshop.platform import build_app
 
 from .helpers import AUTH, KEY, live_server, make_settings
 
 
 @pytest.fixture(scope="module")
 def live(served_settings):
-    with live_server(create_app(served_settings)) as url:
+    with live_server(build_app(served_settings)) as url:
         yield url
 
 
@@ -77,7 +77,7 @@ def _busy(url: str, n: int = 256) -> threading.Thread:
 
 
 def test_a_client_that_leaves_mid_request_leaks_nothing(served_settings):
-    app = create_app(make_settings(served_settings.home, max_batch_requests=1))
+    app = build_app(make_settings(served_settings.home, max_batch_requests=1))
     with live_server(app) as url:
         busy = _busy(url)
         with pytest.raises(httpx.ReadTimeout):
@@ -94,7 +94,7 @@ def test_a_client_that_leaves_mid_request_leaks_nothing(served_settings):
 
 
 def test_backpressure_is_429_with_retry_after(served_settings):
-    app = create_app(make_settings(served_settings.home, max_batch_requests=1, max_concurrent_requests=1))
+    app = build_app(make_settings(served_settings.home, max_batch_requests=1, max_concurrent_requests=1))
     with live_server(app) as url:
         busy = _busy(url)
         r = httpx.post(f"{url}/models/toy", json={"inputs": "one more"}, headers=AUTH)

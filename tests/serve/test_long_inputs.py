@@ -10,7 +10,7 @@ from fastapi.testclient import TestClient
 
 from modelshop.inference import load_predictor, probabilities
 from modelshop.registry import Registry
-from modelshop.serve import create_app
+from modelshop.platform import build_app
 from modelshop.serve.runners import TransformerRunner
 
 from .helpers import AUTH, make_settings
@@ -68,8 +68,8 @@ def test_the_padded_path_takes_long_inputs_too(toy):
 def test_worker_processes_take_long_inputs(served_settings, client):
     threads = client.post("/models/toy", json={"inputs": TEXTS}, headers=AUTH).json()
     settings = make_settings(served_settings.home, serve_processes=True, serve_workers=1)
-    with TestClient(create_app(settings)) as c:
-        assert c.app.state.service.pool.served["toy"].processes is not None
+    with TestClient(build_app(settings)) as c:
+        assert c.app.state.modelshop.service.pool.served["toy"].processes is not None
         r = c.post("/models/toy", json={"inputs": TEXTS}, headers=AUTH)
         assert r.status_code == 200, r.text
     np.testing.assert_allclose(scores(r.json()), scores(threads), atol=1e-6)

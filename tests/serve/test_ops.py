@@ -10,7 +10,7 @@ from fastapi.testclient import TestClient
 from pydantic import SecretStr
 
 import modelshop.demo
-from modelshop.serve import create_app
+from modelshop.platform import build_app
 
 from .helpers import AUTH, make_settings
 
@@ -35,7 +35,7 @@ def customer_key(settings, plan: str = "free") -> dict[str, str]:
 def test_metrics_and_info_are_for_operators(fresh_settings, path):
     settings = fresh_settings.model_copy(update={"serve_gate": "billing", "metrics_key": SecretStr(METRICS_KEY)})
     customer = customer_key(settings)
-    with TestClient(create_app(settings)) as c:
+    with TestClient(build_app(settings)) as c:
         assert c.post("/predict", json={"inputs": "great"}, headers=customer).status_code == 200  # a real key
         none = c.get(path)
         assert none.status_code == 401 and none.json()["error_type"] == "unauthorized"
@@ -51,7 +51,7 @@ def test_metrics_and_info_are_for_operators(fresh_settings, path):
 
 def test_the_metrics_key_works_under_the_admin_gate_too(fresh_settings):
     settings = fresh_settings.model_copy(update={"serve_gate": "admin", "metrics_key": SecretStr(METRICS_KEY)})
-    with TestClient(create_app(settings)) as c:
+    with TestClient(build_app(settings)) as c:
         assert c.get("/metrics", headers={"Authorization": f"Bearer {METRICS_KEY}"}).status_code == 200
         assert c.get("/metrics").status_code == 401
         # the metrics key reads; it does not call models
@@ -62,7 +62,7 @@ def test_the_metrics_key_works_under_the_admin_gate_too(fresh_settings):
 def test_an_unreachable_redis_is_degraded_health_and_a_503_for_quota_calls(fresh_settings):
     settings = fresh_settings.model_copy(update={"serve_gate": "billing", "redis_url": DOWN})
     customer = customer_key(settings)
-    with TestClient(create_app(settings)) as c:
+    with TestClient(build_app(settings)) as c:
         health = c.get("/health")
         assert health.status_code == 200   # a load balancer keeps the replica
         assert health.json() == {"status": "degraded", "models": {"fast": "fast:1"}, "failed": {},
@@ -83,12 +83,12 @@ def test_health_says_redis_is_ok_when_it_is(fresh_settings):
     except redis.exceptions.ConnectionError as e:
         pytest.skip(f"Redis not reachable at 127.0.0.1:6379 ({type(e).__name__})")
     settings = fresh_settings.model_copy(update={"serve_gate": "billing", "redis_url": "redis://127.0.0.1:6379/0"})
-    with TestClient(create_app(settings)) as c:
+    with TestClient(build_app(settings)) as c:
         assert c.get("/health").json() == {"status": "ok", "models": {"fast": "fast:1"}, "failed": {}, "redis": "ok"}
 
 
 def test_a_server_with_nothing_registered_is_healthy_and_says_how_to_train(tmp_path):
-    with TestClient(create_app(make_settings(tmp_path / "empty"))) as c:
+    with TestClient(build_app(make_settings(tmp_path / "empty"))) as c:
         health = c.get("/health")
         assert health.status_code == 200 and health.json()["status"] == "ok" and health.json()["models"] == {}
         assert "modelshop train --data FILE --name NAME" in health.json()["note"]

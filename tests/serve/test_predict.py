@@ -9,7 +9,7 @@ from fastapi.testclient import TestClient
 
 from modelshop.inference import load_predictor
 from modelshop.registry import Registry
-from modelshop.serve import create_app
+from modelshop.platform import build_app
 
 from .helpers import AUTH, make_settings
 
@@ -92,14 +92,14 @@ def test_default_model_needs_a_choice_when_several(client, served_settings):
     assert r.status_code == 422
     body = r.json()
     assert body["error_type"] == "validation" and "fast, toy" in body["error"] and "?model=" in body["error"]
-    app = create_app(make_settings(served_settings.home, default_model="fast"))
+    app = build_app(make_settings(served_settings.home, default_model="fast"))
     with TestClient(app) as c:
         r = c.post("/predict", json={"inputs": "great"}, headers=AUTH)
         assert r.status_code == 200 and r.headers["x-model"] == "fast:1"
 
 
 def test_exactly_one_model_is_the_default(fresh_settings):
-    with TestClient(create_app(fresh_settings)) as c:
+    with TestClient(build_app(fresh_settings)) as c:
         r = c.post("/predict", json={"inputs": "great"}, headers=AUTH)
         assert r.status_code == 200 and r.headers["x-model"] == "fast:1"
 
@@ -121,7 +121,7 @@ def test_too_long_is_413_with_the_limit_unless_truncated(client, served_settings
                                                    "truncation_direction": "left"}, headers=AUTH).json()
     right = client.post("/predict?model=toy", json={"inputs": "awful " + LONG, "truncate": True}, headers=AUTH).json()
     assert left != right  # a different end was cut
-    app = create_app(make_settings(served_settings.home, auto_truncate=True))
+    app = build_app(make_settings(served_settings.home, auto_truncate=True))
     with TestClient(app) as c:
         assert c.post("/predict?model=toy", json={"inputs": LONG}, headers=AUTH).status_code == 200
         r = c.post("/models/toy", json={"inputs": LONG, "parameters": {"truncation": False}}, headers=AUTH)

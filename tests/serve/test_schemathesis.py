@@ -10,7 +10,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis.configuration import set_hypothesis_home_dir
 from schemathesis.checks import not_a_server_error
 
-from modelshop.serve import create_app
+from modelshop.platform import build_app
 
 from .helpers import AUTH, make_settings
 
@@ -19,7 +19,7 @@ EXAMPLES_PER_OPERATION = 20
 
 def test_no_server_errors_on_any_route(served_settings, tiny_bert, tmp_path):
     set_hypothesis_home_dir(tmp_path / "hypothesis")  # its caches, out of the work tree
-    app = create_app(make_settings(served_settings.home, default_model="toy", embedding_model=str(tiny_bert),
+    app = build_app(make_settings(served_settings.home, default_model="toy", embedding_model=str(tiny_bert),
                                    max_input_chars=2000))
     schema = schemathesis.openapi.from_asgi("/openapi.json", app)
     operations = [result.ok() for result in schema.get_all_operations()]

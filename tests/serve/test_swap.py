@@ -8,7 +8,7 @@ import time
 from fastapi.testclient import TestClient
 
 from modelshop.registry import Registry
-from modelshop.serve import create_app
+from modelshop.platform import build_app
 from modelshop.train import TrainConfig, run_training
 
 from .helpers import AUTH
@@ -16,7 +16,7 @@ from .helpers import AUTH
 
 def test_promoting_swaps_the_version_without_dropping_requests(fresh_settings, toy_files):
     registry = Registry.from_settings(fresh_settings)
-    with TestClient(create_app(fresh_settings)) as c:
+    with TestClient(build_app(fresh_settings)) as c:
         assert c.post("/predict", json={"inputs": "great"}, headers=AUTH).headers["x-model"] == "fast:1"
         run_training(toy_files[0], toy_files[1], name="fast", settings=fresh_settings,
                      cfg=TrainConfig(base_model="tfidf"))
@@ -53,7 +53,7 @@ def test_promoting_swaps_the_version_without_dropping_requests(fresh_settings, t
 
 def test_a_name_registered_while_serving_is_found_and_a_retired_one_is_gone(fresh_settings, toy_files):
     registry = Registry.from_settings(fresh_settings)
-    with TestClient(create_app(fresh_settings)) as c:
+    with TestClient(build_app(fresh_settings)) as c:
         assert c.post("/models/other", json={"inputs": "x"}, headers=AUTH).status_code == 404
         run_training(toy_files[0], toy_files[1], name="other", settings=fresh_settings,
                      cfg=TrainConfig(base_model="tfidf"))
@@ -69,7 +69,7 @@ def test_a_version_that_cannot_load_does_not_take_the_others_down(fresh_settings
     run_training(toy_files[0], toy_files[1], name="broken", settings=fresh_settings,
                  cfg=TrainConfig(base_model="tfidf"))
     (registry.path(registry.get("broken")) / "tfidf.joblib").write_bytes(b"not a model")
-    with TestClient(create_app(fresh_settings)) as c:
+    with TestClient(build_app(fresh_settings)) as c:
         health = c.get("/health").json()
         assert health["status"] == "degraded" and "broken" in health["failed"] and health["models"] == {
             "fast": "fast:1"}

@@ -17,7 +17,7 @@ from fastapi.testclient import TestClient
 
 from modelshop.errors import ModelError
 from modelshop.registry import Registry
-from modelshop.serve import create_app
+from modelshop.platform import build_app
 from modelshop.serve.pool import _classifier_runner
 from modelshop.serve.runners import TransformerRunner
 from modelshop.serve.workers import ProcessWorkers
@@ -58,8 +58,8 @@ def test_processes_answer_as_threads_do_and_stop_with_the_server(served_settings
     for processes in (False, True):
         settings = make_settings(served_settings.home, serve_processes=processes, serve_workers=2,
                                  embedding_model=str(tiny_bert))
-        with TestClient(create_app(settings)) as c:
-            served = c.app.state.service.pool.served["toy"]
+        with TestClient(build_app(settings)) as c:
+            served = c.app.state.modelshop.service.pool.served["toy"]
             assert (served.processes is not None) == processes
             if processes:
                 pids = served.processes.pids()
@@ -103,8 +103,8 @@ def test_a_killed_worker_is_replaced_and_its_batch_retried(toy_path):
 
 def test_a_worker_killed_under_the_server_is_counted_and_replaced(served_settings):
     settings = make_settings(served_settings.home, serve_processes=True, serve_workers=1)
-    with TestClient(create_app(settings)) as c:
-        workers = c.app.state.service.pool.served["toy"].processes
+    with TestClient(build_app(settings)) as c:
+        workers = c.app.state.modelshop.service.pool.served["toy"].processes
         (first,) = workers.pids()
         os.kill(first, signal.SIGKILL)
         wait_gone([first])
@@ -180,8 +180,8 @@ def test_a_promoted_version_replaces_the_workers_of_the_old_one(tmp_path, tiny_b
     cfg = TrainConfig(base_model=str(tiny_bert), max_length=32, **FAST)
     run_training(*toy_files, name="toy", settings=settings, cfg=cfg)
     registry = Registry.from_settings(settings)
-    with TestClient(create_app(settings)) as c:
-        pool = c.app.state.service.pool
+    with TestClient(build_app(settings)) as c:
+        pool = c.app.state.modelshop.service.pool
         old = pool.served["toy"].processes.pids()
         assert c.post("/predict", json={"inputs": "great"}, headers=AUTH).headers["x-model"] == "toy:1"
         run_training(*toy_files, name="toy", settings=settings, cfg=cfg)

@@ -15,7 +15,7 @@ from modelshop.errors import ModelError
 from modelshop.inference import load_predictor
 from modelshop.registry import META_FILE, Registry
 from modelshop.registry.tables import ModelVersion
-from modelshop.serve import create_app
+from modelshop.platform import build_app
 from modelshop.train import TrainConfig, run_training
 from modelshop.train.scoring import predict
 from tests.serve.helpers import AUTH, make_settings
@@ -85,7 +85,7 @@ def test_the_server_refuses_a_swapped_file_even_with_the_folder_hash_rewritten(t
     _, _, folder = _train_fast(settings, toy_data)
     marker = tmp_path / "pwned"
     _swap(folder, marker, cover_tracks=True)
-    with TestClient(create_app(settings)) as c:
+    with TestClient(build_app(settings)) as c:
         r = c.post("/models/fast", json={"inputs": "great"}, headers=AUTH)
     assert r.status_code == 500 and r.json()["error_type"] == "model"
     assert "model file tfidf.joblib of fast:1 changed since registration" in r.json()["error"]

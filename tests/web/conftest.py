@@ -50,12 +50,12 @@ def build_app(settings: Settings):
     from modelshop.billing.accounts import create_plan
     from modelshop.billing.plans import parse_plan
     from modelshop.db import get_database
-    from modelshop.serve import create_app
+    from modelshop.platform import build_app
 
     db = get_database(settings)
     for spec in PLANS:
         create_plan(db, parse_plan(spec), actor="test")
-    app = create_app(settings, gate=BillingGate(settings, db))
+    app = build_app(settings, gate=BillingGate(settings, db))
     return app
 
 

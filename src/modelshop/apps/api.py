@@ -2,8 +2,8 @@
 
 Every route authenticates through the server's gate (`Authorization: Bearer <key>`, the same
 dependency as the model routes). Asking the FAQ, sending a bot message and asking for
-recommendations are metered like model calls (gate.admit before the work, gate.record before the
-reply, `Idempotency-Key` honoured) under the model names `faq.<kb>`, `bot.<bot>` and
+recommendations are metered like model calls (one `metered(...)` block: the Idempotency-Key claimed,
+admitted before the work, recorded before the reply) under the model names `faq.<kb>`, `bot.<bot>` and
 `recommend.<name>`, so a key scoped to models can be scoped to apps too. Tickets, the labelling
 queue and datasets are for operators (the admin key). Errors are the server's `{"error", "error_type"}`.
 
@@ -32,8 +32,9 @@ from pydantic import BaseModel, ConfigDict, Field
 from modelshop.apps import faq, feedback, recommend, support
 from modelshop.apps.store import ArtifactStore
 from modelshop.errors import Forbidden
-from modelshop.serve.gate import Principal, Units
-from modelshop.serve.metering import Caller, get_caller, get_principal, metered_reply, replayed, service_of
+from modelshop.gate import Principal, Units
+from modelshop.serve.deps import Caller, CallerDep, PrincipalDep, app_state
+from modelshop.serve.metering import metered
 from modelshop.serve.routes import ERRORS
 from modelshop.serve.service import Outcome
 
@@ -104,23 +105,23 @@ def _outcome(units: Units, started: float) -> Outcome:
                    tokenize_s=0.0, truncated=0)
 
 
-async def _metered(request: Request, caller: Caller, route: str, model: str, text: str, work):
-    """admit → work (in a thread) → record → reply: the model routes' path, for an app call."""
-    service = service_of(request)
-    if (replay := await replayed(service, caller, route)) is not None:
-        return replay
-    tokens = await asyncio.to_thread(faq.count_tokens, [text], service.settings) if text else 0
-    units = Units(requests=1, tokens=tokens, characters=len(text))
-    await service.gate.admit(caller.principal, model, units)
-    started = time.perf_counter()
-    payload, ref = await asyncio.to_thread(work)
-    return await metered_reply(service, caller, route, ref, payload, _outcome(units, started))
+async def _metered(request: Request, caller: Caller, model: str, text: str, work):
+    """claim → admit → work (in a thread) → record → reply: the model routes' path, for an app call."""
+    async with metered(request, caller) as m:
+        if m.replay is not None:
+            return m.replay
+        tokens = await asyncio.to_thread(faq.count_tokens, [text], app_state(request).settings) if text else 0
+        units = Units(requests=1, tokens=tokens, characters=len(text))
+        await m.admit(model, units)
+        started = time.perf_counter()
+        payload, ref = await asyncio.to_thread(work)
+        return await m.reply(ref, payload, _outcome(units, started))
 
 
 @router.post("/faq/{kb}/ask", response_model=AskResponse, responses=ERRORS)
-async def faq_ask(kb: str, body: AskRequest, request: Request, caller: Caller = Depends(get_caller)):
+async def faq_ask(kb: str, body: AskRequest, request: Request, caller: CallerDep):
     """The best answers of knowledge base `kb`; "no confident answer" below its threshold."""
-    settings = service_of(request).settings
+    settings = app_state(request).settings
     question = faq.check_question(body.question, body.top_k)
     await asyncio.to_thread(ArtifactStore.from_settings(settings).get, faq.KIND, kb)  # 404 before metering
 
@@ -128,13 +129,13 @@ async def faq_ask(kb: str, body: AskRequest, request: Request, caller: Caller = 
         out = faq.ask(kb, question, body.top_k, settings=settings)
         return out, f"faq.{out['kb']}:{out['version']}"
 
-    return await _metered(request, caller, "/apps/faq/{kb}/ask", f"faq.{kb.partition(':')[0]}", question, work)
+    return await _metered(request, caller, f"faq.{kb.partition(':')[0]}", question, work)
 
 
 @router.post("/support/{bot}/message", response_model=MessageResponse, responses=ERRORS)
-async def support_message(bot: str, body: MessageRequest, request: Request, caller: Caller = Depends(get_caller)):
+async def support_message(bot: str, body: MessageRequest, request: Request, caller: CallerDep):
     """One message to the bot; the reply says whether a person takes over (and the ticket)."""
-    settings = service_of(request).settings
+    settings = app_state(request).settings
     customer = caller.principal.customer_id
     text = support.check_text(body.text, settings)
 
@@ -142,23 +143,21 @@ async def support_message(bot: str, body: MessageRequest, request: Request, call
         out = support.handle_message(bot, body.text, body.session_id, customer_id=customer, settings=settings)
         return out, f"bot.{bot}"
 
-    return await _metered(request, caller, "/apps/support/{bot}/message", f"bot.{bot}", text, work)
+    return await _metered(request, caller, f"bot.{bot}", text, work)
 
 
 @router.post("/support/{bot}/turns/{turn_id}/rating", responses=ERRORS)
-async def support_rating(bot: str, turn_id: int, body: RatingRequest, request: Request,
-                         principal: Principal = Depends(get_principal)):
+async def support_rating(bot: str, turn_id: int, body: RatingRequest, request: Request, principal: PrincipalDep):
     """Rate a reply; a low rating sends the message to the labelling queue."""
-    settings = service_of(request).settings
+    settings = app_state(request).settings
     return await asyncio.to_thread(support.rate_turn, bot, turn_id, body.rating,
                                    customer_id=principal.customer_id, settings=settings)
 
 
 @router.get("/support/{bot}/sessions/{session_id}", responses=ERRORS)
-async def support_session(bot: str, session_id: str, request: Request,
-                          principal: Principal = Depends(get_principal)):
+async def support_session(bot: str, session_id: str, request: Request, principal: PrincipalDep):
     """The conversation so far, including the answers of people to hand-offs."""
-    settings = service_of(request).settings
+    settings = app_state(request).settings
     return await asyncio.to_thread(support.get_session, bot, session_id, customer_id=principal.customer_id,
                                    settings=settings)
 
@@ -169,31 +168,29 @@ def _operator(principal: Principal, what: str = "tickets are") -> None:
 
 
 @router.get("/support/tickets", responses=ERRORS)
-async def support_tickets(request: Request, status: Literal["open", "answered"] | None = "open",
-                          bot: str | None = None, principal: Principal = Depends(get_principal)):
+async def support_tickets(request: Request, principal: PrincipalDep, status: Literal["open", "answered"] | None = "open",
+                          bot: str | None = None):
     """Hand-offs (open ones by default), each with its conversation."""
     _operator(principal)
-    settings = service_of(request).settings
+    settings = app_state(request).settings
     return await asyncio.to_thread(support.list_tickets, status, bot, settings=settings)
 
 
 @router.post("/support/tickets/{ticket_id}/reply", responses=ERRORS)
-async def support_ticket_reply(ticket_id: int, body: TicketReply, request: Request,
-                               principal: Principal = Depends(get_principal)):
+async def support_ticket_reply(ticket_id: int, body: TicketReply, request: Request, principal: PrincipalDep):
     """A person answers a ticket; the bot takes the conversation back."""
     _operator(principal)
-    settings = service_of(request).settings
+    settings = app_state(request).settings
     return await asyncio.to_thread(support.reply_ticket, ticket_id, body.text, by=body.by, settings=settings)
 
 
 @router.get("/recommend/{user}", responses=ERRORS)
-async def recommend_items(user: str, request: Request, k: int = Query(10, ge=1, le=100),
+async def recommend_items(user: str, request: Request, caller: CallerDep, k: int = Query(10, ge=1, le=100),
                           model: str | None = Query(None, description="recommender NAME[:VERSION]; default: the only one"),
                           like: str | None = Query(None, description="comma-separated item ids the user just liked"),
-                          q: str | None = Query(None, max_length=1000, description="what the user looks for, in words"),
-                          caller: Caller = Depends(get_caller)):
+                          q: str | None = Query(None, max_length=1000, description="what the user looks for, in words")):
     """Top-k unseen items for `user`; a new user gets popular items, blended with `like`/`q` content."""
-    settings = service_of(request).settings
+    settings = app_state(request).settings
     row = await asyncio.to_thread(recommend.resolve, model, settings)
     liked = [i.strip() for i in like.split(",") if i.strip()] if like else None
 
@@ -201,35 +198,34 @@ async def recommend_items(user: str, request: Request, k: int = Query(10, ge=1, 
         out = recommend.recommend(user, k, model=row.ref, like=liked, query=q, settings=settings)
         return out, f"recommend.{row.ref}"
 
-    return await _metered(request, caller, "/apps/recommend/{user}", f"recommend.{row.name}", q or "", work)
+    return await _metered(request, caller, f"recommend.{row.name}", q or "", work)
 @router.get("/labels", responses=ERRORS)
-async def label_queue(request: Request, dataset: str | None = None, limit: int = Query(100, ge=1, le=1000),
-                      principal: Principal = Depends(get_principal)):
+async def label_queue(request: Request, principal: PrincipalDep, dataset: str | None = None, limit: int = Query(100, ge=1, le=1000)):
     """Pending items of the labelling queue (unsure and down-rated messages), oldest first."""
     _operator(principal, "the labelling queue is")
-    return await asyncio.to_thread(feedback.pending, dataset, limit=limit, settings=service_of(request).settings)
+    return await asyncio.to_thread(feedback.pending, dataset, limit=limit, settings=app_state(request).settings)
 
 
 @router.post("/labels/{item_id}", responses=ERRORS)
-async def label_one(item_id: int, body: LabelRequest, request: Request, principal: Principal = Depends(get_principal)):
+async def label_one(item_id: int, body: LabelRequest, request: Request, principal: PrincipalDep):
     """Give one item its label; it joins the next version of its dataset."""
     _operator(principal, "the labelling queue is")
     return await asyncio.to_thread(feedback.label_item, item_id, body.label, by=body.by, allow_new=body.new,
-                                   settings=service_of(request).settings)
+                                   settings=app_state(request).settings)
 
 
 @router.get("/datasets", responses=ERRORS)
-async def dataset_versions(request: Request, name: str | None = None, principal: Principal = Depends(get_principal)):
+async def dataset_versions(request: Request, principal: PrincipalDep, name: str | None = None):
     """Dataset versions made from labelled items, each with its file, sha256 and parent."""
     _operator(principal, "datasets are")
-    return await asyncio.to_thread(feedback.list_datasets, name, settings=service_of(request).settings)
+    return await asyncio.to_thread(feedback.list_datasets, name, settings=app_state(request).settings)
 
 
 @router.post("/datasets/{name}/export", responses=ERRORS)
-async def dataset_export(name: str, request: Request, principal: Principal = Depends(get_principal)):
+async def dataset_export(name: str, request: Request, principal: PrincipalDep):
     """Write the next version of dataset `name` (its last version + the items labelled since)."""
     _operator(principal, "datasets are")
-    return await asyncio.to_thread(feedback.export_dataset, name, settings=service_of(request).settings)
+    return await asyncio.to_thread(feedback.export_dataset, name, settings=app_state(request).settings)
 
 
 routers = [router]  # mounted by modelshop.serve.create_app

@@ -3,18 +3,20 @@
     plans, pricing, money   plan files (strict), prices on exact Decimals, rounding once per line
     accounts, keys          plan versions, resellers, customers; API keys (hash + prefix only)
     usage, committer        the append-only usage ledger, written by group commit
-    limits, gate            rpm/tpm buckets (in-process or Redis) and `BillingGate`, the serve seam
+    limits, gate            rpm/tpm buckets (in-process or Redis) and `BillingGate` (one `BillingMeter`
+                            per call), the `modelshop.gate.Gate` the platform hands to the server
     invoices, wallet        draft → finalised → paid | void; the prepaid wallet ledger
     revenue, audit          serving cost and gross margin; the admin audit log
+    queries                 read-only views for the console and storefront (counts, latency)
     api                     admin and customer-self-service FastAPI routers (imported on demand)
 
-May import: db, settings, errors, serve.gate. Library functions take a `Database` and an
+May import: db, settings, errors, gate (the seam types), serve (its typed dependencies, for `api`). Library functions take a `Database` and an
 `actor` (who is doing it, for the audit log); the CLI and the HTTP API are thin layers on them.
 """
 
 from modelshop.billing import guards as _guards  # noqa: F401  (registers the immutability guard)
 
-__all__ = ["BillingGate", "make_gate"]
+__all__ = ["BillingGate"]
 
 
 def __getattr__(name: str):

@@ -1,7 +1,7 @@
 """HTTP routers over the billing library: `admin_router` (/admin/...) and `customer_router` (/v1/account/...).
 
 The server mounts both with `app.include_router(...)`; every route authenticates through the
-server's gate (`app.state.service.gate`, or `app.state.gate` on a bare app). Admin routes need an admin principal (the
+server's gate (through `serve.deps`). Admin routes need an admin principal (the
 environment's admin key or a database admin key); self-service routes need a customer key and
 only ever pass that key's own customer id down, so nothing of another customer is reachable
 (another customer's invoice or key answers 404, exactly like a missing one). Errors are raised
@@ -10,55 +10,15 @@ as `modelshop.errors` types; the server's one handler turns them into `{"error",
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Any
 
-from fastapi import APIRouter, Depends, Request
+from fastapi import APIRouter
 from pydantic import BaseModel, ConfigDict
 
 from modelshop.billing import accounts, audit, invoices, keys, revenue, usage, wallet
 from modelshop.billing.plans import PlanIn, spec_of
-from modelshop.db import Database, get_database
-from modelshop.errors import Forbidden, Unauthorized
-from modelshop.serve.gate import Gate, Principal
-from modelshop.settings import Settings, get_settings
-
-
-def _gate(request: Request) -> Gate:
-    state = request.app.state
-    # the server keeps its gate on its Service (`app.state.service.gate`); a bare app may set `app.state.gate`
-    gate = getattr(state, "gate", None) or getattr(getattr(state, "service", None), "gate", None)
-    if gate is None:
-        raise Unauthorized("this server has no gate configured; no key can be checked")
-    return gate
-
-
-def _settings(request: Request) -> Settings:
-    return getattr(request.app.state, "settings", None) or getattr(_gate(request), "settings", None) \
-        or get_settings()
-
-
-def _db(request: Request) -> Database:
-    return getattr(_gate(request), "db", None) or get_database(_settings(request))
-
-
-async def _principal(request: Request) -> Principal:
-    header = request.headers.get("authorization", "")
-    scheme, _, token = header.partition(" ")
-    if scheme.lower() != "bearer":
-        token = ""
-    return await _gate(request).authenticate(token.strip() or None)
-
-
-async def _admin(principal: Annotated[Principal, Depends(_principal)]) -> Principal:
-    if principal.kind != "admin":
-        raise Forbidden("this route needs an admin key")
-    return principal
-
-
-async def _customer(principal: Annotated[Principal, Depends(_principal)]) -> Principal:
-    if principal.kind != "customer" or principal.customer_id is None:
-        raise Forbidden("this route needs a customer API key")
-    return principal
+from modelshop.gate import Principal
+from modelshop.serve.deps import AdminDep, CustomerDep, DbDep, SettingsDep
 
 
 def actor(principal: Principal) -> str:
@@ -68,9 +28,9 @@ def actor(principal: Principal) -> str:
     return f"customer:{principal.customer_id}/key:{principal.key_id}"
 
 
-Admin = Annotated[Principal, Depends(_admin)]
-Customer = Annotated[Principal, Depends(_customer)]
-Db = Annotated[Database, Depends(_db)]
+Admin = AdminDep
+Customer = CustomerDep
+Db = DbDep
 
 
 class Strict(BaseModel):
@@ -154,9 +114,9 @@ def list_resellers(_: Admin, db: Db) -> list[dict]:
 
 
 @admin_router.post("/resellers", status_code=201)
-def create_reseller(who: Admin, db: Db, body: ResellerIn, request: Request) -> dict:
+def create_reseller(who: Admin, db: Db, body: ResellerIn, settings: SettingsDep) -> dict:
     percent = body.discount_percent if body.discount_percent is not None \
-        else _settings(request).reseller_default_discount_percent
+        else settings.reseller_default_discount_percent
     return accounts.create_reseller(db, body.name, percent, actor=actor(who))
 
 
@@ -254,8 +214,8 @@ def pay_invoice(who: Admin, db: Db, invoice_id: int, body: PayIn | None = None) 
 
 
 @admin_router.get("/revenue")
-def get_revenue(_: Admin, db: Db, period: str, request: Request) -> dict:
-    return revenue.revenue(db, period, _settings(request))
+def get_revenue(_: Admin, db: Db, period: str, settings: SettingsDep) -> dict:
+    return revenue.revenue(db, period, settings)
 
 
 @admin_router.get("/wallet/{customer_id}")

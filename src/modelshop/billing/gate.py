@@ -1,15 +1,16 @@
-"""`BillingGate`: the `modelshop.serve.gate.Gate` with customer keys, limits, quotas and the ledger.
+"""`BillingGate`: the `modelshop.gate.Gate` with customer keys, limits, quotas and the ledger.
 
     authenticate  key → Principal by SHA-256 lookup; revoked/expired → 401 with the reason
-    claim         an Idempotency-Key is taken before inference: the stored reply of the same request
+    metered       one `BillingMeter` per call, an async context manager:
+      enter       claims the Idempotency-Key before inference: the stored reply of the same request
                   (not metered again), 422 for another request under the key, 409 while the first
                   call is still under way (see `usage.claim`)
-    admit         scope → 403, rpm/tpm buckets → 429 (retry_after + RateLimit data in `extra`),
-                  plan quota or prepaid wallet → 402 (both also count the calls admitted and not
-                  yet committed, on every replica sharing the Redis)
-    record        the usage event and idempotency record, group-committed, durable before return;
+      admit       scope → 403, rpm/tpm buckets → 429 (retry_after, limit, remaining, reset in the
+                  error), plan quota or prepaid wallet → 402 (both also count the calls admitted and
+                  not yet committed, on every replica sharing the Redis)
+      record      the usage event and idempotency record, group-committed, durable before return;
                   when the key turns out to be used already, the stored reply to send instead
-    settle        at every request's end: what `admit` held and a claim never recorded go back
+      exit        what `admit` held and a claim never recorded go back
 
 Database calls run in worker threads so the event loop keeps serving. No key is ever logged.
 """
@@ -23,13 +24,12 @@ import logging
 import time
 import uuid
 from collections.abc import Callable
-from contextvars import ContextVar
 
 from modelshop.billing import keys as keystore
 from modelshop.billing import usage, wallet
 from modelshop.billing.accounts import generation, plan_spec
 from modelshop.billing.committer import GroupCommitter
-from modelshop.billing.limits import Verdict, make_limiter, ratelimit_headers
+from modelshop.billing.limits import make_limiter
 from modelshop.billing.money import fmt
 from modelshop.billing.periods import months_of, parse_period, period_of
 from modelshop.billing.plans import PlanSpec
@@ -38,16 +38,13 @@ from modelshop.billing.tables import Customer, Plan
 from modelshop.db import Database, get_database, utcnow
 from modelshop.errors import (Forbidden, PayloadTooLarge, PaymentRequired, QuotaExceeded, RateLimited,
                               Unauthorized)
-from modelshop.serve.gate import Call, Principal, StoredReply, Units
+from modelshop.gate import Call, Meter, Principal, StoredReply, Units, UnmeteredCall
 from modelshop.settings import Settings
 
 log = logging.getLogger(__name__)
 _NO_MATCH = keystore.hash_key("no key has this hash")
 QUOTA_HOLD_S = 60.0   # longest a call admitted under a blocking quota holds its units before it is committed
-# quota holds taken by `admit` in this request, given back by `record` once the usage is committed
-_holds: ContextVar[tuple[tuple[str, str, int], ...]] = ContextVar("modelshop_quota_holds", default=())
-# the Idempotency-Key claimed by this request, released by `settle` unless `record` stored its reply
-_claim: ContextVar[usage.Claim | None] = ContextVar("modelshop_idempotency_claim", default=None)
+Hold = tuple[str, str, int]   # (limiter key, hold id, units) of a call admitted under a quota or wallet
 
 
 class BillingGate:
@@ -63,7 +60,6 @@ class BillingGate:
         self.committer: GroupCommitter[usage.Metered, bool | Exception] = GroupCommitter(
             lambda batch: usage.write_batch(self.db, batch),
             settings.billing_group_commit_ms / 1000.0, settings.billing_group_commit_max)
-        self._limits: dict[int, tuple[Verdict, float]] = {}
         self._plan_ids: dict[int, int] = {}         # customer → plan version, as of its last authentication
         self._specs: dict[int, PlanSpec] = {}       # plan version → spec (a stored version never changes)
         self._keys: dict[str, tuple[object, float, int]] = {}  # digest → (key row, read at, generation)
@@ -114,26 +110,30 @@ class BillingGate:
             self._keys[digest] = (key, time.monotonic(), seen)
         return key
 
-    # --- claim -------------------------------------------------------------------------------
+    # --- metered ------------------------------------------------------------------------------
 
-    async def claim(self, principal: Principal, idempotency_key: str | None, route: str, fingerprint: str,
-                    request_id: str) -> StoredReply | None:
-        key = usage.check_idempotency_key(idempotency_key)
-        if key is None or principal.customer_id is None:
-            return None
+    def metered(self, principal: Principal, route: str, *, idempotency_key: str | None = None,
+                fingerprint: str = "", request_id: str = "") -> Meter:
+        """One call's metering (an async context manager); an admin's calls are not metered."""
+        if principal.kind != "customer":
+            return UnmeteredCall()
+        return BillingMeter(self, principal, route, usage.check_idempotency_key(idempotency_key), fingerprint,
+                            request_id or uuid.uuid4().hex)
+
+    async def claim(self, principal: Principal, key: str, route: str, fingerprint: str,
+                    request_id: str) -> usage.Claim | StoredReply:
+        """Take `key` for this call, or the stored reply of the same earlier request (see `usage.claim`)."""
         got = await asyncio.to_thread(
             usage.claim, self.db, principal.customer_id, key, route=route[:100], fingerprint=fingerprint,
             request_id=request_id[:64], now=self.clock(), ttl_s=self.settings.idempotency_claim_s)
-        if isinstance(got, usage.Claim):
-            _claim.set(got)
-            return None
-        return _stored(got)
+        return got if isinstance(got, usage.Claim) else _stored(got)
 
     # --- admit -------------------------------------------------------------------------------
 
-    async def admit(self, principal: Principal, model: str, units: Units) -> None:
+    async def admit(self, principal: Principal, model: str, units: Units) -> list[Hold]:
+        """Scope, rate limits, then quota and wallet; the holds taken (give them back with `release`)."""
         if principal.kind != "customer":
-            return
+            return []
         if principal.models is not None and model not in principal.models \
                 and model.partition(":")[0] not in principal.models:
             raise Forbidden(f'this key may not call model "{model}"; it may call: {", ".join(principal.models)}')
@@ -141,18 +141,18 @@ class BillingGate:
             raise PayloadTooLarge(f"this request has {units.tokens} tokens, more than the key's limit of "
                                   f"{principal.tpm} tokens per minute; send smaller requests")
         verdict = await self.limiter.acquire(principal.key_id, principal.rpm, principal.tpm, units.tokens)
-        if principal.rpm:
-            self._limits[principal.key_id] = (verdict, time.monotonic())
         if not verdict.allowed:
             which, limit = ("requests", principal.rpm) if verdict.denied_by == "rpm" else ("tokens", principal.tpm)
             raise RateLimited(f"rate limit of {limit} {which} per minute reached; "
                               f"retry in {verdict.retry_after:.1f} s", retry_after=verdict.retry_after,
-                              limit=verdict.limit, remaining=verdict.remaining, reset=verdict.reset,
-                              headers=ratelimit_headers(
-                                  {"limit": verdict.limit, "remaining": verdict.remaining, "reset": verdict.reset}))
-        await self._admit_plan(principal.customer_id, units)
+                              limit=verdict.limit, remaining=verdict.remaining, reset=verdict.reset)
+        return await self._admit_plan(principal.customer_id, units)
 
-    async def _admit_plan(self, customer_id: int, units: Units) -> None:
+    async def release(self, holds: list[Hold]) -> None:
+        for hold in holds:
+            await self.limiter.release(*hold)
+
+    async def _admit_plan(self, customer_id: int, units: Units) -> list[Hold]:
         """Quota of the plan period and, for prepaid plans, the wallet (402 with the reason).
 
         Both count the calls committed to the ledger *and* the calls admitted but not yet committed:
@@ -160,7 +160,7 @@ class BillingGate:
         one) from before the ledger is read until its usage is committed (in `record`), so concurrent
         calls, on one replica or several, see one another and never both take the last unit of a
         quota or the last cents of a wallet. A call that fails after admission gives its hold back
-        at the end of its request (`settle`), or when the hold expires (QUOTA_HOLD_S).
+        when its meter closes, or when the hold expires (QUOTA_HOLD_S).
         """
         spec, period = await self._plan_of(customer_id)
         metrics = set()
@@ -169,8 +169,8 @@ class BillingGate:
         if spec.prepaid:
             metrics.update(c.metric for c in spec.charges)
         if not metrics and not spec.prepaid:
-            return
-        holds: list[tuple[str, str, int]] = []
+            return []
+        holds: list[Hold] = []
         held: dict[str, int] = {}
         try:
             for metric in sorted(metrics):
@@ -179,10 +179,9 @@ class BillingGate:
                 holds.append(hold)
             await asyncio.to_thread(self._check_plan, customer_id, spec, period, units, held)
         except BaseException:
-            for hold in holds:
-                await self.limiter.release(*hold)
+            await self.release(holds)
             raise
-        _holds.set((*_holds.get(), *holds))
+        return holds
 
     async def _plan_of(self, customer_id: int) -> tuple[PlanSpec, str]:
         """The customer's plan spec (no database read once its version is known) and current period."""
@@ -223,70 +222,84 @@ class BillingGate:
                         "left after this period's usage, calls under way included); top up the wallet",
                         balance=fmt(balance - spent, spec.currency), currency=spec.currency)
 
-    def rate_limit(self, principal: Principal) -> dict | None:
-        """RateLimit-Limit/Remaining/Reset of the key's last admitted call, for response headers."""
-        entry = self._limits.get(principal.key_id) if principal.key_id is not None else None
-        if entry is None:
-            return None
-        verdict, at = entry
-        return {"limit": verdict.limit, "remaining": verdict.remaining,
-                "reset": max(0.0, verdict.reset - (time.monotonic() - at))}
-
     # --- record ------------------------------------------------------------------------------
 
-    async def record(self, principal: Principal, call: Call, reply: StoredReply) -> StoredReply | None:
+    async def record(self, principal: Principal, call: Call, reply: StoredReply) -> bool:
         """Write the call's usage (and its reply when it has an Idempotency-Key); returns once committed.
 
-        Returns None when this reply is the one metered, or the stored reply of the first call when
-        the key was used meanwhile (the caller sends that one, never its fresh reply).
+        True when this call is the one metered; False when its key was used meanwhile (the caller
+        sends the stored reply). Any other failure to write raises: the call is not billed, and
+        its client gets an error rather than an unmetered answer.
         """
-        if principal.kind != "customer":
-            return None
-        key = usage.check_idempotency_key(call.idempotency_key)
         metered = usage.Metered(
             customer_id=principal.customer_id, key_id=principal.key_id, request_id=call.request_id[:64],
             route=call.route[:100], model=call.model[:200], requests=call.units.requests,
             tokens=call.units.tokens, characters=call.units.characters,
             compute_us=round(call.inference_seconds * 1_000_000), occurred_at=self.clock(),
-            idempotency_key=key, status=reply.status, body=reply.body, headers=dict(reply.headers),
-            fingerprint=call.fingerprint)
-        try:
-            result = await self.committer.submit(metered)
-            if isinstance(result, Exception):
-                log.error("usage of request %s not recorded", call.request_id, exc_info=result)
-                raise result
-            if key is not None:
-                _claim.set(None)              # the transaction that stored the reply deleted the claim
-            if result is False:
-                first = await asyncio.to_thread(usage.stored_reply, self.db, principal.customer_id, key)
-                return _stored(first)
-            return None
-        finally:  # committed (or failed): the ledger now counts it (or it is not billed)
-            await self.settle()
+            idempotency_key=usage.check_idempotency_key(call.idempotency_key), status=reply.status,
+            body=reply.body, headers=dict(reply.headers), fingerprint=call.fingerprint)
+        result = await self.committer.submit(metered)
+        if isinstance(result, Exception):
+            log.error("usage of request %s not recorded", call.request_id, exc_info=result)
+            raise result
+        return result
 
-    async def settle(self) -> None:
-        """Give back what `admit` held in this request: after `record`, and at the end of every request
-        for a call never recorded (it failed after admission, or its client left), so it does not
-        block the quota until it expires."""
-        held = _claim.get()
-        if held is not None:
-            _claim.set(None)
-            await asyncio.to_thread(usage.release_claim, self.db, held)
-        holds = _holds.get()
-        if holds:
-            _holds.set(())
-            for hold in holds:
-                await self.limiter.release(*hold)
+    async def stored_reply(self, principal: Principal, key: str) -> StoredReply:
+        return _stored(await asyncio.to_thread(usage.stored_reply, self.db, principal.customer_id, key))
 
     async def close(self) -> None:
         await self.committer.drain()
         await self.limiter.close()
 
 
+class BillingMeter:
+    """One customer call: claim on entry, admit once the units are known, record, give back on exit."""
+
+    def __init__(self, gate: BillingGate, principal: Principal, route: str, key: str | None, fingerprint: str,
+                 request_id: str) -> None:
+        self.gate, self.principal, self.route = gate, principal, route
+        self.key, self.fingerprint, self.request_id = key, fingerprint, request_id
+        self.replay: StoredReply | None = None
+        self._claim: usage.Claim | None = None
+        self._holds: list[Hold] = []
+        self._admitted = self._recorded = False
+
+    async def __aenter__(self) -> BillingMeter:
+        if self.key is not None:
+            got = await self.gate.claim(self.principal, self.key, self.route, self.fingerprint, self.request_id)
+            if isinstance(got, usage.Claim):
+                self._claim = got
+            else:
+                self.replay = got
+        return self
+
+    async def admit(self, model: str, units: Units) -> None:
+        self._holds += await self.gate.admit(self.principal, model, units)
+        self._admitted = True
+
+    async def record(self, call: Call, reply: StoredReply) -> StoredReply:
+        call.idempotency_key, call.fingerprint = self.key, self.fingerprint or None
+        try:
+            fresh = await self.gate.record(self.principal, call, reply)
+        finally:  # committed (or failed): the ledger now counts it (or it is not billed)
+            await self._give_back()
+        self._recorded = True
+        self._claim = None                # the transaction that stored the reply deleted the claim
+        return reply if fresh else await self.gate.stored_reply(self.principal, self.key)
+
+    async def __aexit__(self, exc_type, exc, tb) -> None:
+        claim, self._claim = self._claim, None
+        if claim is not None:             # a call that failed or never recorded: its key is free again
+            await asyncio.to_thread(usage.release_claim, self.gate.db, claim)
+        await self._give_back()
+        if exc_type is None and self._admitted and not self._recorded:
+            raise RuntimeError(f"{self.route}: a call was admitted but never recorded; a metered route must "
+                               "record its reply before it returns")
+
+    async def _give_back(self) -> None:
+        holds, self._holds = self._holds, []
+        await self.gate.release(holds)
+
+
 def _stored(row) -> StoredReply:
     return StoredReply(status=row.status, body=row.body, headers=dict(row.headers))
-
-
-def make_gate(settings: Settings, db: Database | None = None) -> BillingGate:
-    """The gate `modelshop serve` uses when `serve_gate` is "billing"."""
-    return BillingGate(settings, db)

@@ -193,7 +193,7 @@ class RedisLimiter:
         if policy == "closed":
             raise ServiceUnavailable(
                 f"Redis at {self.where} is unreachable, so {what} cannot be checked and the call is refused; "
-                f"retry in a few seconds", headers={"Retry-After": str(OUTAGE_RETRY_AFTER_S)}) from None
+                f"retry in a few seconds", retry_after=OUTAGE_RETRY_AFTER_S) from None
 
     def _reachable(self) -> None:
         if self.down_since is not None:
@@ -254,15 +254,3 @@ def make_limiter(settings: Settings, prefix: str | None = None) -> LocalLimiter 
     return RedisLimiter(settings.redis_url, prefix or settings.rate_limit_prefix,
                         limits_when_down=settings.rate_limits_when_redis_down,
                         quotas_when_down=settings.quotas_when_redis_down)
-
-
-def ratelimit_headers(info: dict | None, retry_after: float | None = None) -> dict[str, str]:
-    """`RateLimit-Limit/Remaining/Reset` (and `Retry-After`) from `BillingGate.rate_limit(...)` or
-    a `RateLimited` error's `extra`; whole seconds, rounded up."""
-    headers = {}
-    if info and info.get("limit"):
-        headers = {"RateLimit-Limit": str(info["limit"]), "RateLimit-Remaining": str(info["remaining"]),
-                   "RateLimit-Reset": str(math.ceil(info["reset"]))}
-    if retry_after is not None:
-        headers["Retry-After"] = str(max(1, math.ceil(retry_after)))
-    return headers

@@ -218,14 +218,14 @@ def claim(db: Database, customer_id: int, idempotency_key: str, *, route: str, f
             wait = (held.expires_at - now).total_seconds()
             raise Conflict(f"a request with this Idempotency-Key is still in progress (since "
                            f"{held.claimed_at:%H:%M:%SZ}); retry when it has finished (at most {wait:.0f} s) "
-                           "to get its reply", headers={"Retry-After": "1"})
+                           "to get its reply", retry_after=1)
         # its server died mid-call: compare-and-set, so of two callers taking it over only one wins
         taken = s.execute(update(IdempotencyClaim).where(
             IdempotencyClaim.id == held.id, IdempotencyClaim.request_id == held.request_id).values(
             request_id=request_id, claimed_at=now, expires_at=expires)).rowcount
         if taken != 1:
             raise Conflict("a request with this Idempotency-Key is in progress; retry when it has finished",
-                           headers={"Retry-After": "1"})
+                           retry_after=1)
         return mine
 
 

@@ -11,16 +11,17 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Body, Depends, Request
+from fastapi import APIRouter, Body, Depends
+from fastapi.security import HTTPAuthorizationCredentials
 from fastapi.responses import PlainTextResponse
 from pydantic import BaseModel, ConfigDict
 
-from modelshop.billing.api import Admin, Db, actor
+from modelshop.billing.api import actor
 from modelshop.billing.periods import period_of
 from modelshop.channels import analytics, attribution, channels, commissions, partners
 from modelshop.channels.partners import PartnerCaller
 from modelshop.db import utcnow
-from modelshop.settings import Settings, get_settings
+from modelshop.serve.deps import AdminDep, DbDep, SettingsDep, bearer
 
 
 class Strict(BaseModel):
@@ -86,24 +87,14 @@ class ResellerCustomerIn(Strict):
     email: str | None = None
 
 
-def settings_of(request: Request) -> Settings:
-    """The server's settings: the app's, its service's, its gate's, else the process's."""
-    state = request.app.state
-    service = getattr(state, "service", None)
-    gate = getattr(state, "gate", None) or getattr(service, "gate", None)
-    return (getattr(state, "settings", None) or getattr(service, "settings", None)
-            or getattr(gate, "settings", None) or get_settings())
+Admin, Db, Conf = AdminDep, DbDep, SettingsDep
 
 
-Conf = Annotated[Settings, Depends(settings_of)]
+async def _partner(db: DbDep, credentials: HTTPAuthorizationCredentials | None = Depends(bearer)) -> PartnerCaller:
+    return partners.authenticate(db, credentials.credentials if credentials else None)
 
 
-async def _partner(request: Request, db: Db) -> PartnerCaller:
-    scheme, _, token = request.headers.get("authorization", "").partition(" ")
-    return partners.authenticate(db, token.strip() if scheme.lower() == "bearer" else None)
-
-
-Partner = Annotated[PartnerCaller, Depends(_partner)]
+Partner = PartnerDep = Annotated[PartnerCaller, Depends(_partner)]
 
 
 def partner_actor(who: PartnerCaller) -> str:

@@ -24,7 +24,7 @@ from modelshop.channels.channels import create_channel
 from modelshop.channels.tables import Attribution, Channel, Partner, PartnerKey
 from modelshop.db import Database, utcnow
 from modelshop.errors import Forbidden, NotFound, Unauthorized, ValidationError
-from modelshop.serve.gate import Principal
+from modelshop.gate import Principal
 
 PREFIX = "ms_partner_"
 SHOWN = 6

@@ -74,7 +74,7 @@ def run_demo(settings: Settings | None = None, *, epochs: int = 8, base_model: s
         f"on the storefront's chat widget")
     out = {"profile": profile, "report": str(report), "train": result, **commerce, "channels": sold, "bot": bot}
     if serve:
-        from modelshop.serve.server import run_server
+        from modelshop.platform import run
 
         served = settings.model_copy(update={"serve_gate": "billing", "admin_key": SecretStr(admin_key)})
         url = f"http://{served.host}:{served.port}"
@@ -87,5 +87,5 @@ def run_demo(settings: Settings | None = None, *, epochs: int = 8, base_model: s
         say(f"  curl -s {url}/v1/account/usage -H {auth}")
         say(f"storefront: {url}/store (chat with the bot there)    console: {url}/console (log in with the admin key)")
         say(f"labelling queue (answers visitors rated down): {url}/console/labels")
-        run_server(served, say=say)
+        run(served, say=say)
     return out

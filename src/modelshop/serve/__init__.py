@@ -14,12 +14,13 @@
     metrics     Prometheus collectors of one server
     server      `modelshop serve`: checks, then uvicorn
 
-May import: inference, registry, db, settings, errors (and modelshop.billing only through make_gate).
+May import: gate (the seam types), inference, registry, db, settings, errors — nothing above it: the
+composition root (`modelshop.platform`) hands in the gate and the other parts' routers.
 """
 
 from __future__ import annotations
 
-__all__ = ["create_app", "run_server", "embed"]
+__all__ = ["create_app", "embed"]
 
 
 def __getattr__(name: str):  # keep `import modelshop.serve` light: fastapi and torch load on first use
@@ -27,10 +28,6 @@ def __getattr__(name: str):  # keep `import modelshop.serve` light: fastapi and 
         from modelshop.serve.app import create_app
 
         return create_app
-    if name == "run_server":
-        from modelshop.serve.server import run_server
-
-        return run_server
     if name == "embed":
         from modelshop.serve.embeddings import embed
 

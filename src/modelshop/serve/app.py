@@ -1,30 +1,38 @@
-"""The FastAPI application: `create_app(settings, gate=None)`.
+"""The FastAPI application: `create_app(settings, gate, db=None, routers=())`.
 
-Owns the app's life (models loaded at start-up, batchers drained at shutdown), the one exception
-handler that turns every error (ours, FastAPI's request validation, 404/405, anything unexpected)
-into the body `{"error", "error_type"}` with its HTTP status, and a small ASGI middleware that gives
-every request an `x-request-id`, refuses oversized bodies and counts requests by route and status.
+Owns the app's life (models loaded at start-up, batchers drained at shutdown), its state (one
+`AppState`, read by the typed dependencies of `serve.deps`), the one exception handler that turns
+every error (ours, FastAPI's request validation, 404/405, anything unexpected) into the body
+`{"error", "error_type"}` with its HTTP status and headers (Retry-After, RateLimit-*), and a small
+ASGI middleware that gives every request an `x-request-id`, refuses oversized bodies and counts
+requests by route and status.
+
+It knows no part above it: the composition root (`modelshop.platform.build_app`) picks the gate
+and hands in the other parts' routers.
 """
 
 from __future__ import annotations
 
 import contextlib
-import importlib
 import itertools
 import logging
 import math
 import uuid
+from collections.abc import Iterable
 
 import sqlalchemy.exc
-from fastapi import FastAPI, Request
+
+from fastapi import APIRouter, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from starlette.datastructures import MutableHeaders
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 import modelshop
+from modelshop.db import Database
 from modelshop.errors import ModelshopError, NotFound, PayloadTooLarge, RateLimited, ValidationError, did_you_mean
-from modelshop.serve.gate import AdminKeyGate, Gate
+from modelshop.gate import AdminKeyGate, Gate
+from modelshop.serve.deps import AppState
 from modelshop.serve.routes import embeddings, explain, ops, predict
 from modelshop.serve.schemas import ROUTE_FIELDS
 from modelshop.serve.service import ClientGone, Service
@@ -42,41 +50,26 @@ class MethodNotAllowed(ModelshopError):
     error_type = "method_not_allowed"
 
 
-def make_gate(settings: Settings) -> Gate:
-    """The gate `serve_gate` names: admin (this package) or billing (`modelshop.billing.make_gate`)."""
-    if settings.serve_gate == "admin":
-        return AdminKeyGate(settings)
-    try:
-        from modelshop.billing import make_gate as billing_gate
-    except ImportError as e:
-        raise ValidationError(f"serve_gate is billing but modelshop.billing has no make_gate ({e}); "
-                              "use MODELSHOP_SERVE_GATE=admin") from None
-    return billing_gate(settings)
-
-
-# The other parts' HTTP routes: each module lists its APIRouters in `routers`.
-ROUTER_MODULES = ("modelshop.billing.api", "modelshop.apps.api", "modelshop.channels.api", "modelshop.web")
-
-
-def create_app(settings: Settings | None = None, gate: Gate | None = None) -> FastAPI:
+def create_app(settings: Settings | None = None, gate: Gate | None = None, *, db: Database | None = None,
+               routers: Iterable[APIRouter] = ()) -> FastAPI:
+    """The server's app: its own routes, then `routers` (the other parts'); `gate` defaults to the admin key."""
     settings = settings or get_settings()
-    service = Service(settings, gate or make_gate(settings))
+    gate = gate or AdminKeyGate(settings)
+    service = Service(settings)
 
     @contextlib.asynccontextmanager
     async def lifespan(_app: FastAPI):
         await service.pool.start()
         yield
         await service.aclose()
+        await gate.close()
 
     app = FastAPI(title="modelshop", version=modelshop.__version__, lifespan=lifespan,
                   description="Text classification, embeddings and explanations of the models in the "
                               "modelshop registry. Errors are always `{\"error\", \"error_type\"}`.")
-    app.state.service = service
-    for router in (predict.router, embeddings.router, explain.router, ops.router):
+    app.state.modelshop = AppState(settings=settings, gate=gate, service=service, db=db)
+    for router in (predict.router, embeddings.router, explain.router, ops.router, *routers):
         app.include_router(router)
-    for module in ROUTER_MODULES:
-        for router in importlib.import_module(module).routers:
-            app.include_router(router)
     for exc_type in (ModelshopError, RequestValidationError, StarletteHTTPException, ClientGone, OverflowError,
                      sqlalchemy.exc.DataError, Exception):
         app.add_exception_handler(exc_type, handle_error)
@@ -87,21 +80,28 @@ def create_app(settings: Settings | None = None, gate: Gate | None = None) -> Fa
 async def handle_error(request: Request, exc: Exception) -> Response:
     """The one place an error becomes an HTTP answer."""
     route = _route_of(request.scope)
-    metrics = request.app.state.service.metrics
+    metrics = request.app.state.modelshop.service.metrics
     if isinstance(exc, ClientGone):
         metrics.failures.labels(route, "client_gone").inc()
         return Response(status_code=499)
     error = to_error(exc, request, route)
     metrics.failures.labels(route, error.error_type).inc()
-    headers = {"x-request-id": getattr(request.state, "request_id", "")}
-    if isinstance(error, RateLimited):
-        headers["Retry-After"] = str(max(1, math.ceil(error.retry_after)))
-    extra_headers = error.extra.get("headers")  # e.g. RateLimit-* from the billing gate
-    if isinstance(extra_headers, dict):
-        headers.update({str(k): str(v) for k, v in extra_headers.items()})
+    headers = {"x-request-id": getattr(request.state, "request_id", ""), **error_headers(error)}
     if isinstance(exc, StarletteHTTPException) and exc.headers:
         headers.update(exc.headers)
     return JSONResponse(error.to_body(), status_code=error.status_code, headers=headers)
+
+
+def error_headers(error: ModelshopError) -> dict[str, str]:
+    """Retry-After for an error that says when to retry; RateLimit-Limit/Remaining/Reset for a rate limit
+    that carries them (whole seconds, rounded up)."""
+    headers = {}
+    if isinstance(error, RateLimited) and error.extra.get("limit"):
+        headers = {"RateLimit-Limit": str(error.extra["limit"]), "RateLimit-Remaining": str(error.extra["remaining"]),
+                   "RateLimit-Reset": str(math.ceil(error.extra["reset"]))}
+    if error.retry_after is not None:
+        headers["Retry-After"] = str(max(1, math.ceil(error.retry_after)))
+    return headers
 
 
 def to_error(exc: Exception, request: Request, route: str) -> ModelshopError:
@@ -240,5 +240,4 @@ class RequestMiddleware:
                 return
             await self.app(scope, receive_capped, send_with_id)
         finally:
-            await self.service.gate.settle()  # what an admitted call held but never recorded goes back
             self.service.metrics.requests.labels(_route_of(scope), str(status["code"])).inc()

@@ -1,82 +1,69 @@
-"""The Gate as routes use it: who calls (a dependency), idempotency claims, the metered reply.
+"""Metering as routes use it: one `MeteredCall` per call, opened by `metered(request, caller)`.
 
-Every metered route follows the same steps:
-    caller = Depends(get_caller)                        Authorization: Bearer <key> → gate.authenticate
-    if (r := await replayed(service, caller, route)):   claims the Idempotency-Key before any work: the
-        return r                                        stored reply of the same request, 422 another
-                                                        request, 409 while the first is under way
-    outcome = await service.infer(...)                  gate.admit happens in there, once units are known
-    return await metered_reply(...)                     gate.record (durable), then the reply with usage
-                                                        headers (or the first call's stored reply)
-Keys are never logged: only the principal's display label is.
+    async with metered(request, caller) as m:       claims the Idempotency-Key before any work: the
+        if m.replay is not None:                     stored reply of the same request (422 for another
+            return m.replay                          request, 409 while the first is under way)
+        outcome = await service.infer(request, m, served, seqs, ...)     admits, once units are known
+        return await m.reply(served.ref, payload, outcome)               records (durable before the
+                                                                         reply leaves), usage headers
+    # leaving the block gives back what was admitted and never recorded, and the key's claim
+
+The route's path template (`/models/{name}`) is what the call is metered and claimed under, taken
+from the matched route, so no route names it twice. Keys are never logged: only the principal's
+display label is.
 """
 
 from __future__ import annotations
 
-import hashlib
+import contextlib
 import json
-from dataclasses import dataclass
+from collections.abc import AsyncIterator
 
-from fastapi import Depends, Header, Request
+from fastapi import Request
 from fastapi.responses import Response
-from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
-from modelshop.serve.gate import Call, Principal, StoredReply
-from modelshop.serve.service import Outcome, Service
-
-bearer = HTTPBearer(auto_error=False, description="your API key, sent as `Authorization: Bearer <key>`")
+from modelshop.gate import Call, Meter, StoredReply, Units
+from modelshop.serve.deps import Caller, app_state
+from modelshop.serve.service import Outcome
 
 
-@dataclass(frozen=True)
-class Caller:
-    principal: Principal
-    request_id: str
-    idempotency_key: str | None
-    fingerprint: str = ""     # of the request, when it carries an Idempotency-Key
+class MeteredCall:
+    """One call's meter, in HTTP terms: the replay as a Response, the reply built and recorded."""
+
+    def __init__(self, meter: Meter, caller: Caller, route: str) -> None:
+        self.meter, self.caller, self.route = meter, caller, route
+
+    @property
+    def replay(self) -> Response | None:
+        stored = self.meter.replay
+        return None if stored is None else replay_response(stored)
+
+    async def admit(self, model_ref: str, units: Units) -> None:
+        await self.meter.admit(model_ref, units)
+
+    async def reply(self, model_ref: str, payload, outcome: Outcome) -> Response:
+        """Record the call (durable before the reply leaves), then reply with the usage headers — or with
+        the first call's stored reply, when its Idempotency-Key was used meanwhile."""
+        body = json.dumps(payload, separators=(",", ":"), ensure_ascii=False).encode()
+        headers = usage_headers(self.caller.request_id, model_ref, outcome)
+        call = Call(request_id=self.caller.request_id, route=self.route, model=model_ref, units=outcome.units,
+                    inference_seconds=outcome.inference_s,
+                    extra={"queue_seconds": outcome.queue_s, "truncated": outcome.truncated})
+        mine = StoredReply(200, body, headers)
+        sent = await self.meter.record(call, mine)
+        if sent is not mine:
+            return replay_response(sent)
+        return Response(body, 200, headers=headers, media_type="application/json")
 
 
-async def fingerprint(request: Request) -> str:
-    """SHA-256 of what an Idempotency-Key names: method, path, query and body (JSON in canonical form,
-    so the same object sent with other spacing or key order is the same request)."""
-    body = await request.body()
-    try:
-        body = json.dumps(json.loads(body), sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
-    except (ValueError, UnicodeDecodeError):
-        pass
-    query = "&".join(sorted(f"{k}={v}" for k, v in request.query_params.multi_items()))
-    h = hashlib.sha256(f"{request.method}\n{request.url.path}\n{query}\n".encode())
-    h.update(body)
-    return h.hexdigest()
-
-
-def service_of(request: Request) -> Service:
-    return request.app.state.service
-
-
-async def get_caller(
-    request: Request,
-    credentials: HTTPAuthorizationCredentials | None = Depends(bearer),
-    idempotency_key: str | None = Header(
-        None, alias="Idempotency-Key", min_length=1, max_length=255, pattern=r"^[\x21-\x7e]+$",
-        description="a retried request with the same key is answered from the first reply and metered once"),
-) -> Caller:
-    principal = await service_of(request).gate.authenticate(credentials.credentials if credentials else None)
-    return Caller(principal, request.state.request_id, idempotency_key,
-                  await fingerprint(request) if idempotency_key else "")
-
-
-async def get_principal(request: Request,
-                        credentials: HTTPAuthorizationCredentials | None = Depends(bearer)) -> Principal:
-    """Authentication alone, for routes that read but are not metered (/info, /metrics)."""
-    return await service_of(request).gate.authenticate(credentials.credentials if credentials else None)
-
-
-async def replayed(service: Service, caller: Caller, route: str) -> Response | None:
-    """Claim the call's Idempotency-Key before any work; the stored reply when the same request was
-    answered before (409 while it is still under way, 422 when the key named another request)."""
-    stored = await service.gate.claim(caller.principal, caller.idempotency_key, route, caller.fingerprint,
-                                      caller.request_id)
-    return None if stored is None else replay_response(stored)
+@contextlib.asynccontextmanager
+async def metered(request: Request, caller: Caller) -> AsyncIterator[MeteredCall]:
+    """The call's meter, under the matched route's path template."""
+    route = getattr(request.scope.get("route"), "path", None) or request.url.path
+    gate = app_state(request).gate
+    async with gate.metered(caller.principal, route, idempotency_key=caller.idempotency_key,
+                            fingerprint=caller.fingerprint, request_id=caller.request_id) as meter:
+        yield MeteredCall(meter, caller, route)
 
 
 def replay_response(stored: StoredReply) -> Response:
@@ -89,18 +76,3 @@ def usage_headers(request_id: str, model_ref: str, outcome: Outcome) -> dict[str
             "x-compute-tokens": str(outcome.units.tokens), "x-compute-characters": str(outcome.units.characters),
             "x-queue-time": f"{outcome.queue_s * 1000:.2f}", "x-inference-time": f"{outcome.inference_s * 1000:.2f}",
             "x-tokenization-time": f"{outcome.tokenize_s * 1000:.2f}", "x-truncated-inputs": str(outcome.truncated)}
-
-
-async def metered_reply(service: Service, caller: Caller, route: str, model_ref: str, payload,
-                        outcome: Outcome) -> Response:
-    """Record the call through the gate (before replying), then reply with the usage headers."""
-    body = json.dumps(payload, separators=(",", ":"), ensure_ascii=False).encode()
-    headers = usage_headers(caller.request_id, model_ref, outcome)
-    call = Call(request_id=caller.request_id, route=route, model=model_ref, units=outcome.units,
-                idempotency_key=caller.idempotency_key, inference_seconds=outcome.inference_s,
-                fingerprint=caller.fingerprint or None,
-                extra={"queue_seconds": outcome.queue_s, "truncated": outcome.truncated})
-    first = await service.gate.record(caller.principal, call, StoredReply(200, body, headers))
-    if first is not None:   # the key was used meanwhile (a claim taken over): its reply, never a second one
-        return replay_response(first)
-    return Response(body, 200, headers=headers, media_type="application/json")

@@ -1,4 +1,5 @@
-"""`modelshop serve`: refuse to start when no request could get in, print what is served and the URL, run uvicorn.
+"""`modelshop serve`'s steps (put together by `modelshop.platform.run`): refuse to start when no request
+could get in, print what is served and the URL, run uvicorn.
 
 A server starts with whatever is registered, even nothing (an FAQ knowledge base, the storefront and
 the billing API need no classifier): a model registered later is served without a restart, and
@@ -23,27 +24,21 @@ def preflight(settings: Settings) -> list[str]:
     return [r.ref for r in Registry.from_settings(settings).production()]
 
 
-def run_server(settings: Settings | None = None, *, host: str | None = None, port: int | None = None,
-               say: Callable[[str], None] = print) -> None:
-    """Serve every production model until interrupted."""
-    import uvicorn
-
-    from modelshop.serve.app import create_app
-
-    settings = settings or get_settings()
-    host = host or settings.host
-    port = port or settings.port
-    # --host/--port are the settings from here on (the console's Secure-cookie rule reads the host)
-    settings = settings.model_copy(update={"host": host, "port": port})
-    refs = preflight(settings)
-    app = create_app(settings)
+def announce(settings: Settings, refs: list[str], say: Callable[[str], None] = print) -> None:
+    """What is served and where (and how to train a model when there is none)."""
+    host, port = settings.host, settings.port
     shown = f"[{host}]" if ":" in host else host
     what = ", ".join(refs) or "no model yet"
     say(f"serving {what} at http://{shown}:{port} (docs: http://{shown}:{port}/docs)")
     if not refs:
         say(f"no model is registered in {settings.home}: train one with `modelshop train --data FILE --name NAME` "
             "(it is served as soon as it is registered)")
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+
+
+def serve(app, host: str, port: int) -> None:
+    """uvicorn until interrupted."""
+    import uvicorn
+
     # proxy_headers off: uvicorn would otherwise take X-Forwarded-For from any local process as the client's
     # address; MODELSHOP_PROXY_HOPS is the one rule for trusting it (the storefront's per-address limits)
     uvicorn.run(app, host=host, port=port, log_level="warning", access_log=False, proxy_headers=False)

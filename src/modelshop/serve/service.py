@@ -1,6 +1,6 @@
 """One server's state and the path every inference request takes through it.
 
-    slot (429 when full) → tokenise (tokeniser thread) → gate.admit(units) → batcher → rows
+    slot (429 when full) → tokenise (tokeniser thread) → meter.admit(units) → batcher → rows
 
 A request whose client disconnects while it waits is cancelled: its inputs are dropped from the
 queue before they reach the model, and nothing is metered for it.
@@ -17,7 +17,7 @@ from starlette.requests import Request
 from modelshop.errors import PayloadTooLarge, ValidationError
 from modelshop.registry import Registry
 from modelshop.serve.batcher import Slots
-from modelshop.serve.gate import Gate, Units
+from modelshop.gate import Units
 from modelshop.serve.metrics import Metrics
 from modelshop.serve.pool import ModelPool, ServedModel
 from modelshop.serve.runners import Seq
@@ -39,9 +39,8 @@ class Outcome:
 
 
 class Service:
-    def __init__(self, settings: Settings, gate: Gate, registry: Registry | None = None) -> None:
+    def __init__(self, settings: Settings, registry: Registry | None = None) -> None:
         self.settings = settings
-        self.gate = gate
         self.metrics = Metrics()
         self.slots = Slots(settings.max_concurrent_requests, self.metrics)
         self.pool = ModelPool(settings, registry or Registry.from_settings(settings), self.metrics)
@@ -67,14 +66,14 @@ class Service:
     def truncate(self, asked: bool | None) -> bool:
         return self.settings.auto_truncate if asked is None else asked
 
-    async def infer(self, request: Request, principal, served: ServedModel, seqs: list[Seq], *,
+    async def infer(self, request: Request, meter, served: ServedModel, seqs: list[Seq], *,
                     truncate: bool, direction: str = "right") -> Outcome:
         self.check_texts(seqs)
         with self.slots.take():
             encoded, tokenize_s = await served.prepare(seqs, truncate, direction.lower())
             units = Units(requests=1, tokens=sum(e.tokens for e in encoded),
                           characters=sum(len(a) + len(b or "") for a, b in seqs))
-            await self.gate.admit(principal, served.ref, units)   # NAME:VERSION: keys scoped to a version work
+            await meter.admit(served.ref, units)   # NAME:VERSION: keys scoped to a version work
             results = await until_disconnect(request, served.batcher.submit(encoded, [e.tokens for e in encoded]))
         batches = {r.batch_id: r.inference_s for r in results}
         return Outcome([r.output for r in results], units, max(r.queue_s for r in results),
@@ -82,7 +81,6 @@ class Service:
 
     async def aclose(self) -> None:
         await self.pool.aclose()
-        await self.gate.close()
 
 
 async def until_disconnect(request: Request, work):

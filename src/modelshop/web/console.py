@@ -27,6 +27,7 @@ from modelshop.channels import analytics, attribution, channels, commissions, pa
 from modelshop.channels import queries as channel_queries
 from modelshop.db import utcnow
 from modelshop.errors import Forbidden, ModelshopError, Unauthorized
+from modelshop.serve.deps import app_state
 from modelshop.web import charts, sessions
 from modelshop.web.deps import database, form, render, same_token, secure_console_cookie, set_cookie, settings
 from modelshop.web.sessions import Login
@@ -53,8 +54,7 @@ async def check_key(request: Request, key: str) -> Login:
     if key.startswith(partners.PREFIX):
         caller = await run_in_threadpool(partners.authenticate, database(request), key)
         return Login("partner", key, partner_key_id=caller.principal.key_id)
-    gate = getattr(request.app.state, "gate", None) or request.app.state.service.gate
-    principal = await gate.authenticate(key)
+    principal = await app_state(request).gate.authenticate(key)
     if principal.kind != "admin":
         raise Forbidden("the console needs an admin key or a partner key; a customer key is for the API")
     return Login("admin", key, api_key_id=principal.key_id)

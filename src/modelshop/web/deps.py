@@ -16,9 +16,9 @@ from fastapi import Request
 from fastapi.responses import HTMLResponse, Response
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 
-from modelshop.channels.api import settings_of
-from modelshop.db import Database, get_database
+from modelshop.db import Database
 from modelshop.errors import ValidationError
+from modelshop.serve.deps import app_state
 from modelshop.settings import Settings
 from modelshop.web.i18n import LANGS, language, translator
 
@@ -28,14 +28,12 @@ MAX_FORM_BYTES = 1_000_000
 
 
 def settings(request: Request) -> Settings:
-    return settings_of(request)
+    return app_state(request).settings
 
 
 def database(request: Request) -> Database:
-    """The gate's database (the one billing's routes use), else the settings' one."""
-    state = request.app.state
-    gate = getattr(state, "gate", None) or getattr(getattr(state, "service", None), "gate", None)
-    return getattr(gate, "db", None) or get_database(settings(request))
+    """The server's database (the one the gate meters into and billing's routes use)."""
+    return app_state(request).database()
 
 
 async def form(request: Request) -> dict[str, str]:

@@ -32,7 +32,8 @@ from modelshop.channels import attribution
 from modelshop.db import utcnow
 from modelshop.errors import ModelshopError, NotFound, RateLimited, ValidationError
 from modelshop.registry import Registry
-from modelshop.serve.gate import Principal
+from modelshop.gate import UnmeteredCall
+from modelshop.serve.deps import app_state
 from modelshop.web import throttle
 from modelshop.web.card import public, public_model, strip_paths
 from modelshop.web.chat import chat_bot
@@ -44,15 +45,12 @@ router = APIRouter(include_in_schema=False)
 router.include_router(chat_router)
 
 CHART_FILES = ("confusion_matrix.png", "training_curves.png")
-DEMO = Principal(kind="demo", label="storefront-demo")
 STALE_FORM = ("this signup form has expired or was not sent from this site; reload the page and submit it "
               "again (with cookies on)")
 
 
 def registry_of(request: Request) -> Registry:
-    service = getattr(request.app.state, "service", None)
-    pool = getattr(service, "pool", None)
-    return getattr(pool, "registry", None) or Registry.from_settings(settings(request))
+    return app_state(request).service.pool.registry
 
 
 def production(request: Request, name: str | None = None) -> list:
@@ -198,10 +196,11 @@ async def playground(request: Request):
                 everyone_rpm=conf.storefront_demo_global_rpm)
     from modelshop.serve.routes.predict import ranked
 
-    service = request.app.state.service
+    service = app_state(request).service
     await run_in_threadpool(production, request, body["model"])
     served = await service.pool.get(body["model"])
-    outcome = await service.infer(request, DEMO, served, [(text, None)], truncate=True)
+    # the storefront's own limits above are its metering: the playground is free
+    outcome = await service.infer(request, UnmeteredCall(), served, [(text, None)], truncate=True)
     return JSONResponse({"model": served.ref, "labels": ranked(outcome.rows[0], served, None)})
 
 

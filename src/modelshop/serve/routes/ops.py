@@ -15,7 +15,7 @@ from fastapi.security import HTTPAuthorizationCredentials
 
 import modelshop
 from modelshop.errors import Forbidden
-from modelshop.serve.metering import bearer, service_of
+from modelshop.serve.deps import GateDep, ServiceDep, SettingsDep, bearer
 from modelshop.serve.pool import NONE_REGISTERED
 from modelshop.serve.routes import ERRORS
 from modelshop.serve.routes.predict import ModelQuery
@@ -24,12 +24,11 @@ router = APIRouter(tags=["operations"])
 
 
 @router.get("/health")
-async def health(request: Request):
+async def health(service: ServiceDep, gate: GateDep):
     """200 while the server can answer: lists what is served, what failed to load, and Redis when it is used.
 
     "degraded" (still 200, so a load balancer keeps the replica) when a model failed to load or Redis
     is unreachable; 503 "unavailable" only when models are registered and none of them could be loaded."""
-    service = service_of(request)
     pool = service.pool
     await pool.refresh()
     served = {name: m.ref for name, m in sorted(pool.served.items())}
@@ -37,7 +36,7 @@ async def health(request: Request):
     body: dict = {"models": served, "failed": failed}
     if not pool.production:
         body["note"] = NONE_REGISTERED
-    redis = await _redis_state(service.gate)
+    redis = await _redis_state(gate)
     if redis is not None:
         body["redis"] = redis
     if pool.production and not served:
@@ -55,24 +54,23 @@ async def _redis_state(gate) -> str | None:
     return await check() if check is not None else None
 
 
-async def operator(request: Request, credentials: HTTPAuthorizationCredentials | None = Depends(bearer)) -> None:
+async def operator(request: Request, settings: SettingsDep, gate: GateDep,
+                   credentials: HTTPAuthorizationCredentials | None = Depends(bearer)) -> None:
     """The admin key (through the gate: 401 for no key or an unknown one) or the metrics key; 403 for any other."""
     token = credentials.credentials if credentials else None
-    service = service_of(request)
-    metrics_key = service.settings.metrics_key
+    metrics_key = settings.metrics_key
     if token and metrics_key is not None and hmac.compare_digest(token.encode(),
                                                                  metrics_key.get_secret_value().encode()):
         return
-    principal = await service.gate.authenticate(token)
+    principal = await gate.authenticate(token)
     if principal.kind != "admin":
         raise Forbidden(f"{request.url.path} is for operators: send the admin key or MODELSHOP_METRICS_KEY, "
                         "not a customer's key")
 
 
 @router.get("/info", responses=ERRORS, dependencies=[Depends(operator)])
-async def info(request: Request, model: ModelQuery = None):
+async def info(service: ServiceDep, model: ModelQuery = None):
     """The model a request would reach (as text-embeddings-inference's /info), and the server's limits."""
-    service = service_of(request)
     served = await service.pool.get(model)
     s = service.settings
     return {
@@ -92,7 +90,7 @@ async def info(request: Request, model: ModelQuery = None):
 
 
 @router.get("/metrics", responses=ERRORS, dependencies=[Depends(operator)])
-async def metrics(request: Request):
+async def metrics(service: ServiceDep):
     """Prometheus text: requests and failures by route, queue/tokenisation/inference times, batch sizes."""
-    m = service_of(request).metrics
+    m = service.metrics
     return Response(m.render(), media_type=m.content_type)
