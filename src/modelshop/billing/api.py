@@ -275,4 +275,4 @@ def revoke_my_key(who: Customer, db: Db, key_id: int) -> dict:
 @customer_router.get("/wallet")
 def my_wallet(who: Customer, db: Db) -> dict:
     return wallet.wallet(db, who.customer_id)
-routers = [admin_router, customer_router]  # mounted by modelshop.serve.create_app
+routers = [admin_router, customer_router]  # mounted by modelshop.platform.build_app

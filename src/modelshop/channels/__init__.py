@@ -10,7 +10,8 @@
     queries       the console's reads that join channel and billing tables (`web` holds no SQL)
     api           admin (`/admin/channels/...`) and partner (`/v1/partner/...`) routers
 
-May import: db, settings, errors, billing (its tables and public functions), serve.gate.
+May import: db, settings, errors, gate, billing (its tables and public functions), serve (its typed
+dependencies, for `api`).
 Library functions take a `Database` and, when they change something, an `actor` for the audit log
 (billing's `audit_log`, where every admin action of the platform is recorded).
 """

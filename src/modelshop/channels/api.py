@@ -295,4 +295,4 @@ def my_payout(who: Partner, db: Db, payout_id: int) -> dict:
     return commissions.get_statement(db, payout_id, partner_id=who.partner_id)
 
 
-routers = [admin_router, partner_router]  # mounted by modelshop.serve.create_app
+routers = [admin_router, partner_router]  # mounted by modelshop.platform.build_app

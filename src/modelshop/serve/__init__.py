@@ -1,11 +1,14 @@
 """Serving (seed node E): the HTTP server over the registry's production versions.
 
-    app         create_app(settings, gate=None): FastAPI app, the one error handler, middleware
+    app         create_app(settings, gate, db, routers): FastAPI app, its AppState, the one error
+                mapper (status, body and headers), middleware
+    deps        typed dependencies of every router: SettingsDep, DbDep, GateDep, ServiceDep,
+                PrincipalDep, AdminDep, CustomerDep, CallerDep
+    metering    one `async with metered(request, caller) as m:` per call: the Idempotency-Key claimed,
+                admitted, recorded, given back (over `modelshop.gate`'s Meter)
     routes/     /predict (TEI), /models/{name} (Hugging Face), /v1/embeddings (OpenAI), /explain,
                 /health, /info, /metrics
-    service     the path of one inference request: slot → tokenise → gate.admit → batcher
-    metering    the Gate as routes use it: caller, idempotent replays, the metered reply and its headers
-    gate        THE seam with monetisation (authenticate / replay / admit / record); AdminKeyGate
+    service     the path of one inference request: slot → tokenise → meter.admit → batcher
     pool        the production version of each model, loaded, swapped when a new one is promoted
     batcher     dynamic batching (text-embeddings-inference style) and backpressure
     runners     per family: tokenise on one thread, pad and run a batch on another
@@ -14,7 +17,8 @@
     metrics     Prometheus collectors of one server
     server      `modelshop serve`: checks, then uvicorn
 
-May import: gate (the seam types), inference, registry, db, settings, errors — nothing above it: the
+May import: gate (the seam types), inference, registry, train (base-model names), db, settings, errors —
+nothing above it: the
 composition root (`modelshop.platform`) hands in the gate and the other parts' routers.
 """
 
