@@ -18,8 +18,8 @@
     server      `modelshop serve`: checks, then uvicorn
 
 May import: gate (the seam types), inference, registry, train (base-model names), db, settings, errors —
-nothing above it: the
-composition root (`modelshop.platform`) hands in the gate and the other parts' routers.
+nothing above it: the composition root (`modelshop.platform`) hands in the gate and the other parts'
+routers.
 """
 
 from __future__ import annotations
