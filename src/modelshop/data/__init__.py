@@ -6,13 +6,15 @@
     clean     normalise, redact personal data (pii), drop empties and duplicates
     split     seeded stratified train/test split
     tokens    token lengths and the recommended max_length
+    languages the language of each text (lingua) and the tokenizer's coverage of each language
 
 Imports only `modelshop.errors` from the rest of modelshop. torch is never imported; pandas,
-pyarrow, matplotlib and jinja2 only inside the functions that need them.
+pyarrow, matplotlib, jinja2 and lingua only inside the functions that need them.
 """
 
 from .clean import clean_dataset
 from .dataset import Dataset
+from .languages import detect_languages
 from .load import load_dataset
 from .normalize import normalize_text
 from .pii import find_pii, redact_pii
@@ -26,6 +28,7 @@ __all__ = [
     "Dataset",
     "clean_dataset",
     "clean_file",
+    "detect_languages",
     "find_pii",
     "load_dataset",
     "normalize_text",

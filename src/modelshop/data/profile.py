@@ -1,8 +1,9 @@
 """`profile_dataset`: what a dataset holds and what is wrong with it, as one JSON-ready dict.
 
 Size, labels and imbalance, token lengths and a recommended `max_length`, duplicates, conflicting
-labels, train/eval leakage and personal data, plus `warnings`: one readable sentence per problem
-with what to do about it. The report writer (`report`) renders this dict; nothing here draws.
+labels, train/eval leakage, personal data, the languages of the texts and how well the base model's
+tokenizer covers each (`languages`), plus `warnings`: one readable sentence per problem with what to
+do about it. The report writer (`report`) renders this dict; nothing here draws.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from modelshop.errors import ValidationError
 
 from . import duplicates as dup
 from .dataset import Dataset
+from .languages import coverage_warnings, detect_languages, language_summary, tokenizer_coverage
 from .pii import find_pii
 from .tokens import percentile, recommend_max_length, token_lengths
 
@@ -23,8 +25,12 @@ HIST_BINS = 30
 
 
 def profile_dataset(ds: Dataset, tokenizer: Any = None, eval_ds: Dataset | None = None, *,
-                    max_model_length: int = 512) -> dict:
-    """Profile `ds` (and its leakage into `eval_ds`); token lengths by `tokenizer` or the fallback."""
+                    max_model_length: int = 512, base_model: str | None = None) -> dict:
+    """Profile `ds` (and its leakage into `eval_ds`); token lengths by `tokenizer` or the fallback.
+
+    `base_model` names the model `tokenizer` belongs to in the coverage warnings (default: the
+    tokenizer's own name); without a tokenizer (tfidf) there is no coverage to measure.
+    """
     if len(ds) == 0:
         raise ValidationError("the dataset has no rows to profile; load a file with at least one row")
     lengths = token_lengths(ds.texts, tokenizer)
@@ -58,6 +64,11 @@ def profile_dataset(ds: Dataset, tokenizer: Any = None, eval_ds: Dataset | None 
         "pii": dict(sorted(pii.items())),
         "pii_rows": pii_rows,
     }
+    codes = detect_languages(ds.texts)
+    profile["languages"] = language_summary(codes)
+    profile["tokenizer_coverage"] = None if tokenizer is None else {
+        "base_model": base_model or _tokenizer_name(tokenizer),
+        "per_language": tokenizer_coverage(ds.texts, codes, tokenizer)}
     if ds.multi_label:
         sizes = [len(row) for row in ds.labels]
         profile["labels_per_row"] = {"mean": round(sum(sizes) / len(sizes), 3), "max": max(sizes),
@@ -151,6 +162,9 @@ def _warnings(p: dict) -> list[str]:
         out.append(f"{leak['rows']} of {leak['eval_rows']} eval row(s) also occur in train "
                    f"(exact {leak['exact']}, normalized {leak['normalized']}, near {leak['near']}); "
                    "evaluation figures will be optimistic, remove them from one side")
+    coverage = p.get("tokenizer_coverage")
+    if coverage:
+        out.extend(coverage_warnings(coverage["per_language"], coverage["base_model"]))
     unseen = p.get("eval", {}).get("unseen_labels")
     if unseen:
         out.append(f"eval has label(s) never seen in train ({_names(unseen)}); the model cannot predict them")
