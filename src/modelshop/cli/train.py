@@ -40,6 +40,7 @@ def train(data: Path = typer.Option(..., "--data", help="training file (CSV, JSO
         return
     typer.echo(f"registered {result['name']}:{result['version']} ({result['stage']})")
     typer.echo(f"accuracy {result['accuracy']:.4f}  macro-F1 {result['macro_f1']:.4f}  ECE {result['ece']:.4f}")
+    _echo_per_language(result)
     if result.get("baseline"):
         b = result["baseline"]
         typer.echo(f"tfidf baseline: accuracy {b['accuracy']:.4f}  macro-F1 {b['macro_f1']:.4f}")
@@ -60,6 +61,12 @@ def eval_(model: str = typer.Option(..., "--model", help="NAME or NAME:VERSION")
     else:
         typer.echo(f"{result['name']}:{result['version']} on {result['n']} rows: accuracy {result['accuracy']:.4f}"
                    f"  macro-F1 {result['macro_f1']:.4f}")
+        _echo_per_language(result)
+
+
+def _echo_per_language(result: dict) -> None:
+    for code, m in (result.get("per_language") or {}).items():
+        typer.echo(f"  {code}: {m['n']} rows, accuracy {m['accuracy']:.4f}  macro-F1 {m['macro_f1']:.4f}")
 
 
 def predict(texts: list[str] = typer.Argument(..., help="texts to classify"),

@@ -56,6 +56,17 @@ def model_card(*, name: str, base_model: str, family: str, labels: list[str], mu
     for lab, m in metrics.get("per_class", {}).items():
         lines.append(f"| {lab} | {m['precision']:.3f} | {m['recall']:.3f} | {m['f1']:.3f} | {m['support']} |")
     lines.append("")
+    if metrics.get("per_language"):
+        base = (baseline or {}).get("per_language")  # None when this model is the tfidf one
+        head = "| language | rows | accuracy | macro-F1 |" + (" tfidf macro-F1 |" if base else "")
+        lines += ["### Per language", "", head, "|" + " --- |" * head.count(" |")]
+        for code, m in metrics["per_language"].items():
+            row = f"| {code} | {m['n']} | {m['accuracy']:.3f} | {m['macro_f1']:.3f} |"
+            if base:
+                b = base.get(code, {}).get("macro_f1")
+                row += f" {f'{b:.3f}' if b is not None else '—'} |"
+            lines.append(row)
+        lines.append("")
     for title, file in charts.items():
         lines += [f"![{title}]({file})", ""]
     if profile:
@@ -68,7 +79,8 @@ def model_card(*, name: str, base_model: str, family: str, labels: list[str], mu
                   f"- exact duplicates: {_count(profile.get('exact_duplicates'))}; near duplicates: "
                   f"{_count(profile.get('near_duplicates'))}; conflicting labels: {_count(profile.get('conflicting_labels'))}",
                   f"- train/eval leakage: {_count((profile.get('leakage') or {}).get('exact'))} exact",
-                  f"- PII found: {profile.get('pii') or 'none'}", ""]
+                  f"- PII found: {profile.get('pii') or 'none'}",
+                  f"- languages: {_languages(profile)}", ""]
         for w in profile.get("warnings", []):
             lines.append(f"- ⚠ {w}")
         lines.append("")
@@ -82,6 +94,16 @@ def model_card(*, name: str, base_model: str, family: str, labels: list[str], mu
               f"- training data sha256: `{data.get('train_sha256')}`",
               f"- evaluation data sha256: `{data.get('eval_sha256')}`", ""]
     return "\n".join(lines)
+
+
+def _languages(profile: dict) -> str:
+    langs = profile.get("languages") or {}
+    shown = ", ".join(f"{code} {n} ({langs['shares'][code]:.0%})" for code, n in (langs.get("counts") or {}).items())
+    coverage = profile.get("tokenizer_coverage")
+    if shown and coverage:
+        shown += f"; [UNK] share under {coverage['base_model']}: " + ", ".join(
+            f"{code} {c['unk_rate']:.1%}" for code, c in coverage["per_language"].items())
+    return shown or "not detected"
 
 
 def _count(v) -> object:

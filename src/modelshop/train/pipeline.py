@@ -16,7 +16,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from modelshop.data import Dataset, load_dataset, profile_dataset, stratified_split
+from modelshop.data import Dataset, detect_languages, load_dataset, profile_dataset, stratified_split
 from modelshop.errors import ValidationError
 from modelshop.inference import META_FILE
 from modelshop.inference.base import probabilities
@@ -45,6 +45,7 @@ class RunData:
     multi_label: bool
     max_length: int         # tokens per text: the config's, else the profile's recommendation
     balanced: bool          # class weights on (asked for, or "auto" on imbalanced data)
+    eval_languages: list[str] | None = None  # the language of each evaluation text, for `per_language`
 
 
 @dataclass(frozen=True)
@@ -124,7 +125,7 @@ def run_training(data, eval_data=None, *, name: str, cfg: TrainConfig | None = N
 
         tokenizer = load_tokenizer(cfg.base_model)
     model_max = min(getattr(tokenizer, "model_max_length", 512) or 512, 512) if tokenizer else 512
-    profile = profile_dataset(train, tokenizer, evaluation, max_model_length=model_max)
+    profile = profile_dataset(train, tokenizer, evaluation, max_model_length=model_max, base_model=cfg.base_model)
     max_length = cfg.max_length or profile.get("recommended_max_length") or 128
     balanced = cfg.class_weights == "balanced" or (
         cfg.class_weights == "auto" and (profile.get("imbalance_ratio") or 1) >= 3)
@@ -132,7 +133,8 @@ def run_training(data, eval_data=None, *, name: str, cfg: TrainConfig | None = N
     build = registry.incoming_dir() if main else Path(tempfile.mkdtemp(prefix="modelshop-train-"))
     try:
         run_data = RunData(fit=fit_set, val=val_set, evaluation=evaluation, label_names=label_names,
-                           multi_label=multi, max_length=max_length, balanced=balanced)
+                           multi_label=multi, max_length=max_length, balanced=balanced,
+                           eval_languages=detect_languages(evaluation.texts))
         result = _train_into(build, cfg, run_data, progress=progress, runs_dir=settings.runs_dir)
         meta = result.meta
         data_info = {"train": train.source, "eval": eval_source, "train_sha256": train_sha256,
@@ -195,7 +197,7 @@ def _train_into(build: Path, cfg: TrainConfig, data: RunData, *, progress: bool,
                                      threshold=cfg.threshold)
         probs = probabilities(decision_logits(pipe, evaluation.texts, multi), multi)
         baseline_full = compute_metrics(evaluation.labels, probs, label_names, multi_label=multi,
-                                        threshold=cfg.threshold)
+                                        threshold=cfg.threshold, languages=data.eval_languages)
         baseline = {**headline(baseline_full), **tfidf_info}
     if cfg.is_tfidf:
         save_tfidf(pipe, build)
@@ -222,7 +224,7 @@ def _train_into(build: Path, cfg: TrainConfig, data: RunData, *, progress: bool,
         pad = fit.tokenizer.pad_token_id or 0
         logits = predict_logits(fit.model, pad, enc, 64, next(fit.model.parameters()).device)
         metrics = compute_metrics(evaluation.labels, probabilities(logits, multi), label_names,
-                                  multi_label=multi, threshold=cfg.threshold)
+                                  multi_label=multi, threshold=cfg.threshold, languages=data.eval_languages)
         fit.model.save_pretrained(build)
         fit.tokenizer.save_pretrained(build)
         charts_made["training curves"] = charts.training_curves_png(fit.history, build / "training_curves.png").name

@@ -10,7 +10,7 @@ from pathlib import Path
 
 from tqdm.auto import tqdm
 
-from modelshop.data import load_dataset
+from modelshop.data import detect_languages, load_dataset
 from modelshop.errors import ValidationError, did_you_mean
 from modelshop.inference import Predictor, load_predictor
 from modelshop.registry import Registry
@@ -39,7 +39,8 @@ def evaluate(ref: str, data_path: Path, *, text_col: str | None = None, label_co
                               f"it knows {', '.join(predictor.labels)}")
     probs = predictor.predict_proba(ds.texts)
     metrics = compute_metrics(ds.labels, probs, predictor.labels, multi_label=predictor.multi_label,
-                              threshold=predictor.meta.get("threshold", 0.5))
+                              threshold=predictor.meta.get("threshold", 0.5),
+                              languages=detect_languages(ds.texts))  # per_language, as `train` reports it
     return {"name": row.name, "version": row.version, "data": str(data_path), **metrics}
 
 

@@ -27,6 +27,7 @@ STRINGS: dict[str, tuple[str, str]] = {
     "this_model": ("This model", "本模型"),
     "baseline": ("tf-idf baseline", "tf-idf 基线"),
     "per_class": ("Per class", "各类别"),
+    "per_language": ("Per language", "各语言"),
     "label": ("Label", "标签"),
     "precision": ("Precision", "精确率"),
     "recall": ("Recall", "召回率"),
