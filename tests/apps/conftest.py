@@ -39,8 +39,9 @@ def write_faq(path: Path, rows=SHOP_FAQ, keys=("id", "q", "a")) -> Path:
 
 
 def home_settings(home: Path, **overrides) -> Settings:
+    """One model worker, on a thread: the apps' servers start no worker processes unless a test asks."""
     return Settings(**{"home": home, "progress": False, "admin_key": SecretStr(KEY), "reload_interval_s": 0.0,
-                       **overrides})
+                       "serve_workers": 1, **overrides})
 
 
 @pytest.fixture(scope="session")

@@ -8,5 +8,7 @@
     store      immutable, versioned artifacts (knowledge bases, recommenders): files + one DB row
     api        the HTTP routes under /apps (authenticated and metered through the server's gate)
 
-May import: db, settings, errors, data, registry, inference, serve (embeddings, the gate seam).
+Models are reached only through the `Models` interface (`inference.models`): the server hands in
+its `PooledModels`, the CLI and library calls get `DirectModels`. No app loads a model itself.
+May import: db, settings, errors, data, registry, inference, serve (deps, metering, the Models backings).
 """

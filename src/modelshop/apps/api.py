@@ -4,8 +4,13 @@ Every route authenticates through the server's gate (`Authorization: Bearer <key
 dependency as the model routes). Asking the FAQ, sending a bot message and asking for
 recommendations are metered like model calls (one `metered(...)` block: the Idempotency-Key claimed,
 admitted before the work, recorded before the reply) under the model names `faq.<kb>`, `bot.<bot>` and
-`recommend.<name>`, so a key scoped to models can be scoped to apps too. Tickets, the labelling
-queue and datasets are for operators (the admin key). Errors are the server's `{"error", "error_type"}`.
+`recommend.<name>`, so a key scoped to models can be scoped to apps too. Their tokens are counted by
+the model the call runs, as that model reads them: the bot's intent model for a message, the
+knowledge base's embedding model for a question, the recommender's for a cold-start user's `q`.
+The app functions run on the server's `PooledModels` (`ModelsDep`): their model calls take the
+batchers and worker processes of /predict and /v1/embeddings, on the models the server holds.
+Tickets, the labelling queue and datasets are for operators (the admin key). Errors are the
+server's `{"error", "error_type"}`.
 
     POST /apps/faq/{kb}/ask                          {"question", "top_k"?} → answers, confident
     POST /apps/support/{bot}/message                 {"session_id"?, "text"} → reply, intent, handoff ...
@@ -23,18 +28,21 @@ queue and datasets are for operators (the admin key). Errors are the server's `{
 from __future__ import annotations
 
 import asyncio
+import functools
 import time
+from collections.abc import Awaitable, Callable
 from typing import Literal
 
-from fastapi import APIRouter, Depends, Query, Request
+from fastapi import APIRouter, Query, Request
 from pydantic import BaseModel, ConfigDict, Field
 
 from modelshop.apps import faq, feedback, recommend, support
 from modelshop.apps.store import ArtifactStore
-from modelshop.errors import Forbidden
+from modelshop.errors import Forbidden, NotFound
 from modelshop.gate import Principal, Units
-from modelshop.serve.deps import Caller, CallerDep, PrincipalDep, app_state
+from modelshop.serve.deps import Caller, CallerDep, ModelsDep, PrincipalDep, app_state
 from modelshop.serve.metering import metered
+from modelshop.serve.pooled_models import PooledModels
 from modelshop.serve.routes import ERRORS
 from modelshop.serve.service import Outcome
 
@@ -105,45 +113,59 @@ def _outcome(units: Units, started: float) -> Outcome:
                    tokenize_s=0.0, truncated=0)
 
 
-async def _metered(request: Request, caller: Caller, model: str, text: str, work):
-    """claim → admit → work (in a thread) → record → reply: the model routes' path, for an app call."""
+async def _metered(request: Request, caller: Caller, models: PooledModels, meter_as: str, text: str,
+                   tokens: Callable[[], Awaitable[int]] | None, work: Callable[[], tuple[dict, str]]):
+    """claim → count the tokens the model will read → admit → the app's work (on an app thread, its model calls
+    on the server's batchers) → record → reply: the model routes' path, for an app call."""
     async with metered(request, caller) as m:
         if m.replay is not None:
             return m.replay
-        tokens = await asyncio.to_thread(faq.count_tokens, [text], app_state(request).settings) if text else 0
-        units = Units(requests=1, tokens=tokens, characters=len(text))
-        await m.admit(model, units)
+        missing = None
+        try:
+            n = await tokens() if tokens else 0
+        except NotFound as e:  # answered once admitted: a key outside its scope gets 403, and learns nothing
+            n, missing = 0, e
+        units = Units(requests=1, tokens=n, characters=len(text))
+        await m.admit(meter_as, units)
+        if missing is not None:
+            raise missing
         started = time.perf_counter()
-        payload, ref = await asyncio.to_thread(work)
+        payload, ref = await models.run(work)
         return await m.reply(ref, payload, _outcome(units, started))
 
 
 @router.post("/faq/{kb}/ask", response_model=AskResponse, responses=ERRORS)
-async def faq_ask(kb: str, body: AskRequest, request: Request, caller: CallerDep):
+async def faq_ask(kb: str, body: AskRequest, request: Request, caller: CallerDep, models: ModelsDep):
     """The best answers of knowledge base `kb`; "no confident answer" below its threshold."""
     settings = app_state(request).settings
     question = faq.check_question(body.question, body.top_k)
-    await asyncio.to_thread(ArtifactStore.from_settings(settings).get, faq.KIND, kb)  # 404 before metering
+    row = await asyncio.to_thread(ArtifactStore.from_settings(settings).get, faq.KIND, kb)  # 404 before metering
 
     def work():
-        out = faq.ask(kb, question, body.top_k, settings=settings)
+        out = faq.ask(kb, question, body.top_k, settings=settings, models=models)
         return out, f"faq.{out['kb']}:{out['version']}"
 
-    return await _metered(request, caller, f"faq.{kb.partition(':')[0]}", question, work)
+    count = functools.partial(models.acount_tokens, [question], row.meta.get("embedding_model"), task="embed")
+    return await _metered(request, caller, models, f"faq.{kb.partition(':')[0]}", question, count, work)
 
 
 @router.post("/support/{bot}/message", response_model=MessageResponse, responses=ERRORS)
-async def support_message(bot: str, body: MessageRequest, request: Request, caller: CallerDep):
+async def support_message(bot: str, body: MessageRequest, request: Request, caller: CallerDep, models: ModelsDep):
     """One message to the bot; the reply says whether a person takes over (and the ticket)."""
     settings = app_state(request).settings
     customer = caller.principal.customer_id
     text = support.check_text(body.text, settings)
 
+    async def count() -> int:  # by the bot's intent model, which reads every message
+        config = await asyncio.to_thread(support.get_bot, bot, settings=settings)
+        return await models.acount_tokens([text], config["intent_model"])
+
     def work():
-        out = support.handle_message(bot, body.text, body.session_id, customer_id=customer, settings=settings)
+        out = support.handle_message(bot, body.text, body.session_id, customer_id=customer, settings=settings,
+                                     models=models)
         return out, f"bot.{bot}"
 
-    return await _metered(request, caller, f"bot.{bot}", text, work)
+    return await _metered(request, caller, models, f"bot.{bot}", text, count, work)
 
 
 @router.post("/support/{bot}/turns/{turn_id}/rating", responses=ERRORS)
@@ -168,7 +190,8 @@ def _operator(principal: Principal, what: str = "tickets are") -> None:
 
 
 @router.get("/support/tickets", responses=ERRORS)
-async def support_tickets(request: Request, principal: PrincipalDep, status: Literal["open", "answered"] | None = "open",
+async def support_tickets(request: Request, principal: PrincipalDep,
+                          status: Literal["open", "answered"] | None = "open",
                           bot: str | None = None):
     """Hand-offs (open ones by default), each with its conversation."""
     _operator(principal)
@@ -185,22 +208,32 @@ async def support_ticket_reply(ticket_id: int, body: TicketReply, request: Reque
 
 
 @router.get("/recommend/{user}", responses=ERRORS)
-async def recommend_items(user: str, request: Request, caller: CallerDep, k: int = Query(10, ge=1, le=100),
-                          model: str | None = Query(None, description="recommender NAME[:VERSION]; default: the only one"),
+async def recommend_items(user: str, request: Request, caller: CallerDep, models: ModelsDep,
+                          k: int = Query(10, ge=1, le=100),
+                          model: str | None = Query(None, description="recommender NAME[:VERSION]; "
+                                                    "default: the only one"),
                           like: str | None = Query(None, description="comma-separated item ids the user just liked"),
-                          q: str | None = Query(None, max_length=1000, description="what the user looks for, in words")):
+                          q: str | None = Query(None, max_length=1000,
+                                                description="what the user looks for, in words")):
     """Top-k unseen items for `user`; a new user gets popular items, blended with `like`/`q` content."""
     settings = app_state(request).settings
     row = await asyncio.to_thread(recommend.resolve, model, settings)
     liked = [i.strip() for i in like.split(",") if i.strip()] if like else None
+    embeds = await asyncio.to_thread(recommend.embeds_query, user, q, row, settings)
 
     def work():
-        out = recommend.recommend(user, k, model=row.ref, like=liked, query=q, settings=settings)
+        out = recommend.recommend(user, k, model=row.ref, like=liked, query=q, settings=settings, models=models)
         return out, f"recommend.{row.ref}"
 
-    return await _metered(request, caller, f"recommend.{row.name}", q or "", work)
+    count = None  # a known user's history ranks the items: no model reads q
+    if embeds:
+        count = functools.partial(models.acount_tokens, [q], row.meta.get("embedding_model"), task="embed")
+    return await _metered(request, caller, models, f"recommend.{row.name}", q or "", count, work)
+
+
 @router.get("/labels", responses=ERRORS)
-async def label_queue(request: Request, principal: PrincipalDep, dataset: str | None = None, limit: int = Query(100, ge=1, le=1000)):
+async def label_queue(request: Request, principal: PrincipalDep, dataset: str | None = None,
+                      limit: int = Query(100, ge=1, le=1000)):
     """Pending items of the labelling queue (unsure and down-rated messages), oldest first."""
     _operator(principal, "the labelling queue is")
     return await asyncio.to_thread(feedback.pending, dataset, limit=limit, settings=app_state(request).settings)

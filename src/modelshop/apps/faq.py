@@ -33,6 +33,7 @@ import numpy as np
 
 from modelshop.apps.store import ArtifactStore, check_name
 from modelshop.errors import ValidationError, did_you_mean
+from modelshop.inference.models import Models
 from modelshop.settings import Settings, get_settings
 
 KIND = "faq"
@@ -119,21 +120,17 @@ def views(entries: list[dict]) -> tuple[list[str], np.ndarray, np.ndarray]:
     return texts, np.asarray(owners, dtype=np.int32), np.asarray(kinds, dtype=np.int8)
 
 
-def embed_texts(texts: list[str], settings: Settings, model: str | None = None) -> np.ndarray:
+def direct_models(settings: Settings) -> Models:
+    """The `Models` of an app function called without one: this process's own (the CLI, library calls)."""
+    from modelshop.serve.direct_models import DirectModels
+
+    return DirectModels(settings)
+
+
+def embed_texts(texts: list[str], settings: Settings, model: str | None = None, *,
+                models: Models | None = None) -> np.ndarray:
     """Unit vectors of `texts` with the embedding model `model` (default: the settings' one)."""
-    from modelshop.serve.embeddings import embed
-
-    if model and model != settings.embedding_model:
-        settings = settings.model_copy(update={"embedding_model": model})
-    return embed(list(texts), settings=settings).astype(np.float32)
-
-
-def count_tokens(texts: list[str], settings: Settings, model: str | None = None) -> int:
-    """Tokens the embedding model reads for `texts` (the metered units of a call)."""
-    from modelshop.serve.embeddings import load_embedder
-
-    tokenizer = load_embedder(model or settings.embedding_model, settings.torch_threads).tokenizer
-    return sum(len(ids) for ids in tokenizer(list(texts), truncation=True)["input_ids"])
+    return (models or direct_models(settings)).embed(list(texts), model).vectors.astype(np.float32)
 
 
 # --- the index ----------------------------------------------------------------------------------
@@ -274,8 +271,9 @@ def check_question(question, top_k: int = 3) -> str:
 
 
 def ask(kb: str, question: str, top_k: int = 3, *, settings: Settings | None = None,
-        store: ArtifactStore | None = None) -> dict:
-    """The best answers of knowledge base `kb` (NAME or NAME:VERSION) to `question`.
+        store: ArtifactStore | None = None, models: Models | None = None) -> dict:
+    """The best answers of knowledge base `kb` (NAME or NAME:VERSION) to `question`, the question embedded
+    by `models` (default: this process's own) with the model the knowledge base was built with.
 
     {"answers": [{"id", "question", "answer", "score"}], "confident": bool, "kb", "version",
     "threshold"}; when not confident, "answers" is empty and "suggestions" holds the candidates.
@@ -285,7 +283,7 @@ def ask(kb: str, question: str, top_k: int = 3, *, settings: Settings | None = N
     store = store or ArtifactStore.from_settings(settings)
     row = store.get(KIND, kb)
     index = load_index(str(store.path(row)))
-    query = embed_texts([question], settings, index.meta["embedding_model"])
+    query = embed_texts([question], settings, index.meta["embedding_model"], models=models)
     hits = index.search(query, top_k)[0]
     threshold = float(index.meta["threshold"])
     found = [{"id": index.entries[i]["id"], "question": index.entries[i]["question"],

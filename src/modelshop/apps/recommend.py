@@ -30,6 +30,7 @@ import numpy as np
 from modelshop.apps.recdata import Interactions, Items, read_interactions, read_items
 from modelshop.apps.store import ArtifactStore, check_name
 from modelshop.errors import NotFound, ValidationError, did_you_mean
+from modelshop.inference.models import Models
 from modelshop.settings import Settings, get_settings
 
 KIND = "recommender"
@@ -221,9 +222,17 @@ def load_model(folder: str) -> Model:
     return Model(ids["items"], ids["titles"], ids["users"], params=params, **arrays)
 
 
+def embeds_query(user: str, query: str | None, row, settings: Settings | None = None) -> bool:
+    """Whether `recommend` embeds `query` for `user` with version `row`: only for a user without history."""
+    if not query:
+        return False
+    return user not in load_model(str(ArtifactStore.from_settings(settings).path(row))).user_pos
+
+
 def recommend(user: str, k: int = 10, *, model: str | None = None, like: list[str] | None = None,
-              query: str | None = None, settings: Settings | None = None) -> dict:
-    """Top-k items for `user` (unseen ones), with cold-start handling; see the module docstring."""
+              query: str | None = None, settings: Settings | None = None, models: Models | None = None) -> dict:
+    """Top-k items for `user` (unseen ones), with cold-start handling; see the module docstring. `query` is
+    embedded (by `models`, default: this process's own) only for a user without history."""
     settings = settings or get_settings()
     if not isinstance(k, int) or not 1 <= k <= 100:
         raise ValidationError(f"k must be a whole number from 1 to 100, got {k!r}")
@@ -247,7 +256,7 @@ def recommend(user: str, k: int = 10, *, model: str | None = None, like: list[st
         if query:
             from modelshop.apps.faq import embed_texts
 
-            profile = embed_texts([query], settings, row.meta.get("embedding_model"))
+            profile = embed_texts([query], settings, row.meta.get("embedding_model"), models=models)
         if len(hist):
             liked_profile = m.weights([hist]) @ m.emb
             profile = liked_profile if profile is None else profile + liked_profile

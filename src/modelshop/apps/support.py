@@ -10,13 +10,15 @@ One message, in this order:
 A message whose intent confidence is below `min_confidence` also goes to the labelling queue, and
 so does one whose reply is rated down. A hand-off opens a ticket that a person answers
 (`reply_ticket`); the answer shows in the session and the bot takes over again.
+
+The intent model and the knowledge base's embedding model are reached through `models` (a
+`Models`): inside the server its `PooledModels` (the served versions, batched with /predict),
+elsewhere `DirectModels`, the default.
 """
 
 from __future__ import annotations
 
-import functools
 import uuid
-from pathlib import Path
 
 from sqlalchemy import select
 
@@ -26,6 +28,7 @@ from modelshop.apps.store import check_name
 from modelshop.apps.tables import Bot, ChatSession, Ticket, Turn
 from modelshop.db import Database, get_database, utcnow
 from modelshop.errors import Conflict, NotFound, ValidationError, did_you_mean
+from modelshop.inference.models import Models
 from modelshop.settings import Settings, get_settings
 
 FALLBACK = "Sorry, I am not sure I understood. Could you say it in other words?"
@@ -112,30 +115,27 @@ def _bot(s, name: str) -> Bot:
     return bot
 
 
-@functools.lru_cache(maxsize=8)
-def _predictor(folder: str):
-    from modelshop.inference import load_predictor
+def get_bot(name: str, *, settings: Settings | None = None, db: Database | None = None) -> dict:
+    """Bot `name`'s configuration (its intent model, knowledge base, rules)."""
+    db = db or get_database(settings)
+    with db.session() as s:
+        return bot_dict(_bot(s, name))
 
-    return load_predictor(Path(folder))
 
-
-def classify(intent_model: str, text: str, settings: Settings) -> tuple[str, float, list[str]]:
-    """(intent, confidence, every label) from the registered model."""
-    from modelshop.registry import Registry
-
-    registry = Registry.from_settings(settings)
-    predictor = _predictor(str(registry.path(registry.get(intent_model))))
-    probs = predictor.predict_proba([text])[0]
-    best = int(probs.argmax())
-    return predictor.labels[best], float(probs[best]), list(predictor.labels)
+def classify(models: Models, intent_model: str, text: str) -> tuple[str, float, list[str]]:
+    """(intent, confidence, every label) from the intent model."""
+    out = models.classify(intent_model, [text])
+    intent, confidence = out.best()
+    return intent, confidence, list(out.labels)
 
 
 # --- messages -----------------------------------------------------------------------------------
 
 def handle_message(bot_name: str, text: str, session_id: str | None = None, *, customer_id: int | None = None,
-                   anonymous: bool = False, settings: Settings | None = None) -> dict:
+                   anonymous: bool = False, settings: Settings | None = None, models: Models | None = None) -> dict:
     """Answer one message: {session_id, reply, intent, confidence, handoff, ticket_id?, turn_id, source}."""
     settings = settings or get_settings()
+    models = models or faq.direct_models(settings)
     text = check_text(text, settings)
     db = get_database(settings)
     with db.session() as s:
@@ -145,7 +145,7 @@ def handle_message(bot_name: str, text: str, session_id: str | None = None, *, c
         recent = [t.source for t in s.scalars(select(Turn).where(Turn.session_id == session.id)
                                               .order_by(Turn.id.desc()).limit(10))] if session else []
         bot_id, intent_model, kb, dataset, cfg = bot.id, bot.intent_model, bot.kb, bot.dataset, dict(bot.config)
-    intent, confidence, labels = classify(intent_model, text, settings)
+    intent, confidence, labels = classify(models, intent_model, text)
     sure = confidence >= cfg["min_confidence"]
     outcome = {"source": "fallback", "reply": FALLBACK, "handoff": False, "reason": None, "faq": None}
     lowered = text.lower()
@@ -156,7 +156,7 @@ def handle_message(bot_name: str, text: str, session_id: str | None = None, *, c
     elif sure and intent in cfg["handoff_intents"]:
         outcome.update(source="handoff", reply=HANDOFF, handoff=True, reason=f"intent:{intent}")
     else:
-        answer = faq.ask(kb, text, 1, settings=settings)["answers"] if kb else []
+        answer = faq.ask(kb, text, 1, settings=settings, models=models)["answers"] if kb else []
         if answer:
             outcome.update(source="faq", reply=answer[0]["answer"], faq=answer[0])
         elif sure:
@@ -299,7 +299,8 @@ def list_tickets(status: str | None = "open", bot: str | None = None, *, setting
                  db: Database | None = None) -> list[dict]:
     """Tickets (open ones by default), oldest first, each with its conversation."""
     if status not in (None, "open", "answered"):
-        raise ValidationError(f'status must be open or answered, got "{status}"{did_you_mean(status, ["open", "answered"])}')
+        raise ValidationError(f'status must be open or answered, got "{status}"'
+                              f'{did_you_mean(status, ["open", "answered"])}')
     db = db or get_database(settings)
     with db.session() as s:
         q = select(Ticket).order_by(Ticket.id)

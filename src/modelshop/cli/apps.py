@@ -1,4 +1,8 @@
-"""`modelshop apps faq | bot | tickets | dataset | recommend`: the applications, one library call each."""
+"""`modelshop apps faq | bot | tickets | dataset | recommend`: the applications, one library call each.
+
+The commands that run a model hand the app function this process's `DirectModels` (each model loaded
+once, here); a server hands its own (`PooledModels`) instead.
+"""
 
 from __future__ import annotations
 
@@ -44,8 +48,9 @@ def faq_ask(question: str = typer.Argument(..., help="the question"),
             top_k: int = typer.Option(3, "--top-k", help="answers to show"), json_out: bool = JSON) -> None:
     """Ask a knowledge base."""
     from modelshop.apps.faq import ask
+    from modelshop.serve.direct_models import DirectModels
 
-    out = ask(name, question, top_k)
+    out = ask(name, question, top_k, models=DirectModels())
     if json_out:
         emit_json(out)
         return
@@ -118,7 +123,8 @@ def _read_mapping(path: Path) -> dict:
         raise ValidationError(f"{path} not found; give a JSON or YAML file mapping intent → reply")
     data = yaml.safe_load(path.read_text(encoding="utf-8"))  # YAML reads JSON too
     if not isinstance(data, dict) or not all(isinstance(v, str) for v in data.values()):
-        raise ValidationError(f"{path.name} must map each intent to a reply text, e.g. refund: We refund within 14 days")
+        raise ValidationError(f"{path.name} must map each intent to a reply text, "
+                              "e.g. refund: We refund within 14 days")
     return {str(k): v for k, v in data.items()}
 
 
@@ -137,8 +143,9 @@ def bot_say(text: str = typer.Argument(..., help="the message"), name: str = typ
             json_out: bool = JSON) -> None:
     """Send one message to a bot, as the chat widget does."""
     from modelshop.apps.support import handle_message
+    from modelshop.serve.direct_models import DirectModels
 
-    out = handle_message(name, text, session)
+    out = handle_message(name, text, session, models=DirectModels())
     if json_out:
         emit_json(out)
         return
@@ -229,10 +236,12 @@ def recommend_for(user: str = typer.Argument(..., help="user id (a new one gets 
                   json_out: bool = JSON) -> None:
     """Recommend items for a user."""
     from modelshop.apps.recommend import recommend
+    from modelshop.serve.direct_models import DirectModels
 
     model = alias(model, old_name, "--model", "--name")
     k = alias(top_k, old_k, "--top-k", "-k")
-    out = recommend(user, 10 if k is None else k, model=model, like=like.split(",") if like else None, query=query)
+    out = recommend(user, 10 if k is None else k, model=model, like=like.split(",") if like else None, query=query,
+                    models=DirectModels())
     if json_out:
         emit_json(out)
         return

@@ -2,6 +2,8 @@
 
 Used by evaluation, batch scoring, the server and the apps. A folder holds `modelshop.json`
 (family, format, labels, multi_label, max_length) beside the family's own files.
+`inference.models` is the `Models` interface the apps call models through (classify, embed,
+count_tokens); the server and the CLI each back it (`serve.pooled_models`, `serve.direct_models`).
 May import: errors, settings.
 """
 

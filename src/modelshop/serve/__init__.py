@@ -2,7 +2,7 @@
 
     app         create_app(settings, gate, db, routers): FastAPI app, its AppState, the one error
                 mapper (status, body and headers), middleware
-    deps        typed dependencies of every router: SettingsDep, DbDep, GateDep, ServiceDep,
+    deps        typed dependencies of every router: SettingsDep, DbDep, GateDep, ServiceDep, ModelsDep,
                 PrincipalDep, AdminDep, CustomerDep, CallerDep
     metering    one `async with metered(request, caller) as m:` per call: the Idempotency-Key claimed,
                 admitted, recorded, given back (over `modelshop.gate`'s Meter)
@@ -13,6 +13,8 @@
     batcher     dynamic batching (text-embeddings-inference style) and backpressure
     runners     per family: tokenise on one thread, pad and run a batch on another
     embeddings  minilm sentence embeddings; `embed(texts)` for other parts of the platform
+    pooled_models  the apps' `Models` inside the server: the pool's batchers, one copy of each model
+    direct_models  the apps' `Models` elsewhere (CLI, library calls): each model loaded once per process
     explain     token attributions (Captum integrated gradients / occlusion; tfidf coefficients)
     metrics     Prometheus collectors of one server
     server      `modelshop serve`: checks, then uvicorn

@@ -33,6 +33,7 @@ from modelshop.db import Database
 from modelshop.errors import ModelshopError, NotFound, PayloadTooLarge, RateLimited, ValidationError, did_you_mean
 from modelshop.gate import AdminKeyGate, Gate
 from modelshop.serve.deps import AppState
+from modelshop.serve.pooled_models import PooledModels
 from modelshop.serve.routes import embeddings, explain, ops, predict
 from modelshop.serve.schemas import ROUTE_FIELDS
 from modelshop.serve.service import ClientGone, Service
@@ -56,18 +57,21 @@ def create_app(settings: Settings | None = None, gate: Gate | None = None, *, db
     settings = settings or get_settings()
     gate = gate or AdminKeyGate(settings)
     service = Service(settings)
+    models = PooledModels(service)  # what the apps' routes hand the app functions
 
     @contextlib.asynccontextmanager
     async def lifespan(_app: FastAPI):
+        models.attach()
         await service.pool.start()
         yield
+        models.close()
         await service.aclose()
         await gate.close()
 
     app = FastAPI(title="modelshop", version=modelshop.__version__, lifespan=lifespan,
                   description="Text classification, embeddings and explanations of the models in the "
                               "modelshop registry. Errors are always `{\"error\", \"error_type\"}`.")
-    app.state.modelshop = AppState(settings=settings, gate=gate, service=service, db=db)
+    app.state.modelshop = AppState(settings=settings, gate=gate, service=service, models=models, db=db)
     for router in (predict.router, embeddings.router, explain.router, ops.router, *routers):
         app.include_router(router)
     for exc_type in (ModelshopError, RequestValidationError, StarletteHTTPException, ClientGone, OverflowError,

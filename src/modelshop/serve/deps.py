@@ -2,6 +2,7 @@
 
     SettingsDep   the server's Settings          DbDep        its Database (the one the gate meters into)
     GateDep       its Gate                       ServiceDep   its Service (models, slots, metrics)
+    ModelsDep     its PooledModels: the `Models` the apps run on (the pool's batchers, one copy of each model)
     PrincipalDep  any valid key                  AdminDep     an admin key (403 otherwise)
     CustomerDep   a customer key (403 otherwise) CallerDep    a metered call's caller: key, request id,
                                                               Idempotency-Key and the request's fingerprint
@@ -23,6 +24,7 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from modelshop.db import Database, get_database
 from modelshop.errors import Forbidden
 from modelshop.gate import Gate, Principal
+from modelshop.serve.pooled_models import PooledModels
 from modelshop.serve.service import Service
 from modelshop.settings import Settings
 
@@ -36,6 +38,7 @@ class AppState:
     settings: Settings
     gate: Gate
     service: Service
+    models: PooledModels         # the apps' road to the models: the service's pool, never a copy of their own
     db: Database | None = None   # opened on first use when the composition root gave none
 
     def database(self) -> Database:
@@ -62,6 +65,10 @@ def _gate(request: Request) -> Gate:
 
 def _service(request: Request) -> Service:
     return app_state(request).service
+
+
+def _models(request: Request) -> PooledModels:
+    return app_state(request).models
 
 
 async def _principal(request: Request,
@@ -119,6 +126,7 @@ SettingsDep = Annotated[Settings, Depends(_settings)]
 DbDep = Annotated[Database, Depends(_db)]
 GateDep = Annotated[Gate, Depends(_gate)]
 ServiceDep = Annotated[Service, Depends(_service)]
+ModelsDep = Annotated[PooledModels, Depends(_models)]
 PrincipalDep = Annotated[Principal, Depends(_principal)]
 AdminDep = Annotated[Principal, Depends(_admin)]
 CustomerDep = Annotated[Principal, Depends(_customer)]

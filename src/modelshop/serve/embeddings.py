@@ -3,7 +3,9 @@
 `Embedder` is all-MiniLM-L6-v2 (the base `minilm` weights, no classification head) or any local
 BERT-family folder: token embeddings mean-pooled over the attention mask, then L2-normalised, as
 sentence-transformers does for this model. The server batches it like any other model (it has the
-transformer interface: `.tokenizer`, `.max_length`, `.forward()`); other code calls `embed(texts)`.
+transformer interface: `.tokenizer`, `.max_length`, `.forward()`). Outside a server, `load_embedder`
+keeps one per process and model name (`DirectModels` and `embed(texts)` use it); a server embeds only
+with its pool's one (`PooledModels`), never with these.
 """
 
 from __future__ import annotations
@@ -34,6 +36,17 @@ def embedding_source(name: str) -> str:
     return str(path)
 
 
+def embedding_ref(name: str) -> str:
+    """The name an embedding model is served and metered under: minilm, or its folder's name."""
+    return "minilm" if name == "minilm" else Path(name).name
+
+
+def accepts(configured: str, asked: str | None) -> bool:
+    """Whether a server embedding with `configured` serves a request for `asked` (None: the default)."""
+    names = MINILM_NAMES if configured == "minilm" else (configured,)
+    return asked is None or asked in names or asked == configured.rstrip("/").rsplit("/", 1)[-1]
+
+
 class Embedder:
     """Mean-pooled, L2-normalised sentence embeddings from a BERT-family encoder."""
 
@@ -62,6 +75,11 @@ class Embedder:
             mask = batch["attention_mask"].unsqueeze(-1).to(hidden.dtype)
             pooled = (hidden * mask).sum(1) / mask.sum(1).clamp(min=1e-9)
             return torch.nn.functional.normalize(pooled, p=2, dim=1).float().numpy()
+
+    def count_tokens(self, texts: list[str]) -> list[int]:
+        """Tokens each text is given to the model as (special tokens included, truncated to max_length)."""
+        ids = self.tokenizer(list(texts), truncation=True, max_length=self.max_length)["input_ids"]
+        return [len(row) for row in ids]
 
     def embed(self, texts: list[str], *, batch_size: int = 64) -> np.ndarray:
         """Embeddings of `texts` in input order (truncated to max_length), shape (n, dimensions)."""

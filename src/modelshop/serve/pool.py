@@ -30,7 +30,8 @@ from modelshop.settings import Settings
 log = logging.getLogger("modelshop.serve")
 
 NONE_REGISTERED = ("no model is in production yet; train one with `modelshop train --data FILE --name NAME` (it is "
-                   "served at once, no restart needed) or promote a version with `modelshop models promote NAME:VERSION`")
+                   "served at once, no restart needed) or promote a version with "
+                   "`modelshop models promote NAME:VERSION`")
 
 
 def serve_workers(settings: Settings) -> int:
@@ -113,24 +114,43 @@ class ServedModel:
         return await self.batcher.call(fn, *args)
 
 
-def _wrap(name, version, version_id, family, fmt, labels, multi_label, predictor, runner, settings, metrics,
-          spawn: tuple | None = None):
-    """`spawn`: (factory, args) that build this runner in a worker process, for PyTorch models."""
-    label = f"{name}:{version}" if version is not None else name
+@dataclass(frozen=True)
+class Loaded:
+    """A model loaded in this process, as its loader hands it to `_wrap`."""
+
+    name: str
+    version: int | None
+    version_id: int | None
+    predictor: Any           # its family, format, labels, multi_label and trained length are read from it
+    runner: Any
+    spawn: tuple | None = None   # (factory, args) that build the runner in a worker process (PyTorch models)
+
+    @property
+    def label(self) -> str:
+        return f"{self.name}:{self.version}" if self.version is not None else self.name
+
+
+def _wrap(loaded: Loaded, settings: Settings, metrics: Metrics) -> ServedModel:
+    """The served model: its worker processes (for a PyTorch model, when `serve_processes`), its batcher
+    and tokeniser thread."""
+    label, runner, predictor = loaded.label, loaded.runner, loaded.predictor
     workers = serve_workers(settings)
-    in_processes = spawn is not None and serve_processes(settings)
+    in_processes = loaded.spawn is not None and serve_processes(settings)
     ready(runner, label, calibrate=not in_processes)  # with worker processes, each gets its own runner ready
     processes = None
     if in_processes:
-        processes = ProcessWorkers(*spawn, n=workers, threads=serve_threads(settings), label=label,
+        processes = ProcessWorkers(*loaded.spawn, n=workers, threads=serve_threads(settings), label=label,
                                    fallback=runner.run, on_restart=metrics.worker_restarts.labels(label).inc)
         processes.start()
     batcher = Batcher(label, processes.run if processes else runner.run, max_batch_tokens=settings.max_batch_tokens,
                       max_batch_requests=settings.max_batch_requests, max_wait_ms=settings.max_wait_ms,
                       metrics=metrics, workers=workers)
-    return ServedModel(name, version, version_id, family, fmt, labels, multi_label, runner.max_length, predictor,
-                       runner, batcher, ThreadPoolExecutor(1, thread_name_prefix=f"tokenize-{label}"), metrics,
-                       processes, trained_length=getattr(predictor, "trained_length", None))
+    return ServedModel(name=loaded.name, version=loaded.version, version_id=loaded.version_id,
+                       family=predictor.family, format=predictor.format, labels=list(getattr(predictor, "labels", [])),
+                       multi_label=bool(getattr(predictor, "multi_label", False)), max_length=runner.max_length,
+                       predictor=predictor, runner=runner, batcher=batcher,
+                       tokenize_thread=ThreadPoolExecutor(1, thread_name_prefix=f"tokenize-{label}"), metrics=metrics,
+                       processes=processes, trained_length=getattr(predictor, "trained_length", None))
 
 
 def load_served(row, path: Path, settings: Settings, metrics: Metrics) -> ServedModel:
@@ -146,19 +166,18 @@ def load_served(row, path: Path, settings: Settings, metrics: Metrics) -> Served
         runner = TransformerRunner(predictor, label=row.ref, as_torch=predictor.format != "onnx")
         if predictor.format != "onnx":  # onnxruntime gives up the GIL for a whole run: threads do
             spawn = (_classifier_runner, (str(path), settings.device, threads, row.ref))
-    return _wrap(row.name, row.version, row.id, predictor.family, predictor.format, list(predictor.labels),
-                 predictor.multi_label, predictor, runner, settings, metrics, spawn)
+    return _wrap(Loaded(row.name, row.version, row.id, predictor, runner, spawn), settings, metrics)
 
 
 def load_embedding_model(settings: Settings, metrics: Metrics) -> ServedModel:
-    from modelshop.serve.embeddings import Embedder, embedding_source
+    from modelshop.serve.embeddings import Embedder, embedding_ref, embedding_source
 
     source, label = embedding_source(settings.embedding_model), f"embedding model {settings.embedding_model}"
     embedder = Embedder(source, name=settings.embedding_model, threads=serve_threads(settings))
     runner = TransformerRunner(embedder, label=label, as_torch=True)
-    name = "minilm" if settings.embedding_model == "minilm" else Path(settings.embedding_model).name
-    return _wrap(name, None, None, "embedding", "pytorch", [], False, embedder, runner, settings, metrics,
-                 (_embedding_runner, (source, settings.embedding_model, serve_threads(settings), label)))
+    spawn = (_embedding_runner, (source, settings.embedding_model, serve_threads(settings), label))
+    loaded = Loaded(embedding_ref(settings.embedding_model), None, None, embedder, runner, spawn)
+    return _wrap(loaded, settings, metrics)
 
 
 class ModelPool:
@@ -252,7 +271,7 @@ class ModelPool:
     async def _load(self, row) -> None:
         try:
             new = await asyncio.to_thread(load_served, row, self.registry.path(row), self.settings, self.metrics)
-        except Exception as e:  # noqa: BLE001 - a broken version must not take the others down
+        except Exception as e:
             log.exception("could not load %s", row.ref)
             self._failed[row.name] = (row.id, f"{type(e).__name__}: {e}")
             return
@@ -286,7 +305,7 @@ class ModelPool:
                         self._embedder = await asyncio.to_thread(load_embedding_model, self.settings, self.metrics)
                     except ValidationError:
                         raise
-                    except Exception as e:  # noqa: BLE001
+                    except Exception as e:
                         raise ModelError(f"the embedding model could not be loaded: {type(e).__name__}: {e}") from e
         return self._embedder
 

@@ -2,6 +2,9 @@
 
     slot (429 when full) → tokenise (tokeniser thread) → meter.admit(units) → batcher → rows
 
+The apps inside the server take the same path (`run`, through `PooledModels`), unmetered there:
+their route meters the app call as a whole.
+
 A request whose client disconnects while it waits is cancelled: its inputs are dropped from the
 queue before they reach the model, and nothing is metered for it.
 """
@@ -9,15 +12,17 @@ queue before they reach the model, and nothing is metered for it.
 from __future__ import annotations
 
 import asyncio
+import functools
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 import numpy as np
 from starlette.requests import Request
 
 from modelshop.errors import PayloadTooLarge, ValidationError
+from modelshop.gate import Units
 from modelshop.registry import Registry
 from modelshop.serve.batcher import Slots
-from modelshop.gate import Units
 from modelshop.serve.metrics import Metrics
 from modelshop.serve.pool import ModelPool, ServedModel
 from modelshop.serve.runners import Seq
@@ -68,13 +73,24 @@ class Service:
 
     async def infer(self, request: Request, meter, served: ServedModel, seqs: list[Seq], *,
                     truncate: bool, direction: str = "right") -> Outcome:
+        """A metered route's inference: admitted once its units are known, cancelled if the client leaves."""
+        return await self.run(served, seqs, truncate=truncate, direction=direction, admit=meter.admit,
+                              until=functools.partial(until_disconnect, request))
+
+    async def run(self, served: ServedModel, seqs: list[Seq], *, truncate: bool, direction: str = "right",
+                  admit: Callable[[str, Units], Awaitable[None]] | None = None,
+                  until: Callable[[Awaitable], Awaitable] | None = None) -> Outcome:
+        """The one path of every inference, a route's or an app's (`PooledModels`): slot → tokenise →
+        `admit(ref, units)` when given → the model's batcher (awaited through `until` when given)."""
         self.check_texts(seqs)
         with self.slots.take():
             encoded, tokenize_s = await served.prepare(seqs, truncate, direction.lower())
             units = Units(requests=1, tokens=sum(e.tokens for e in encoded),
                           characters=sum(len(a) + len(b or "") for a, b in seqs))
-            await meter.admit(served.ref, units)   # NAME:VERSION: keys scoped to a version work
-            results = await until_disconnect(request, served.batcher.submit(encoded, [e.tokens for e in encoded]))
+            if admit is not None:
+                await admit(served.ref, units)   # NAME:VERSION: keys scoped to a version work
+            work = served.batcher.submit(encoded, [e.tokens for e in encoded])
+            results = await (until(work) if until is not None else work)
         batches = {r.batch_id: r.inference_s for r in results}
         return Outcome([r.output for r in results], units, max(r.queue_s for r in results),
                        sum(batches.values()), tokenize_s, sum(e.truncated for e in encoded))

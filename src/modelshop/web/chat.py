@@ -18,6 +18,7 @@ from fastapi.responses import JSONResponse
 
 from modelshop.apps import support
 from modelshop.errors import NotFound, ValidationError
+from modelshop.serve.deps import app_state
 from modelshop.web.deps import database, settings
 from modelshop.web.visitors import admit
 
@@ -76,8 +77,9 @@ async def chat(request: Request):
     session_id = _session_id(body, shape)
     await admit(request, "chat", conf.storefront_demo_rpm, "messages", everyone_rpm=conf.storefront_demo_global_rpm)
     bot = await run_in_threadpool(_public_bot, request)
-    out = await run_in_threadpool(lambda: support.handle_message(bot, text, session_id, anonymous=True,
-                                                                 settings=conf))
+    models = app_state(request).models  # the server's: the bot's models batched with /predict, one copy each
+    out = await models.run(support.handle_message, bot, text, session_id, anonymous=True, settings=conf,
+                           models=models)
     reply = {k: out[k] for k in ("session_id", "reply", "turn_id", "source", "handoff")}
     if out.get("faq"):
         reply["faq_question"] = out["faq"]["question"]

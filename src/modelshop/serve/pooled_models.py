@@ -1,0 +1,139 @@
+"""`PooledModels`: the server's `Models`, so an app's model call takes the road of `/predict`.
+
+A support-bot message and an FAQ question run on the server's own pool: the served version of the
+intent model and the served embedding model, each through `Service.run` (a slot, the model's
+tokeniser thread, its batcher, its worker processes), batched together with the `/predict` and
+`/v1/embeddings` calls under way. The server holds one copy of each model; the apps load none.
+
+Why a blocking facade over async methods, rather than async app functions: the app functions are
+plain functions that also read and write the database (a bot turn reads the session, classifies,
+asks the FAQ, writes the turn and maybe a ticket), and the CLI and library callers run the very
+same functions with `DirectModels`. Making them async would split each into database steps and
+model steps, written twice (or run blocking database calls on the event loop). Instead an app
+function runs on a thread (`run`), and each of its model calls is handed to the event loop
+(`asyncio.run_coroutine_threadsafe`), where it is batched, while that thread waits for the result.
+
+`run` uses threads of its own, not the event loop's default executor: a waiting app thread needs
+the loop to make progress (loading a model, re-reading the registry use the default executor), so
+app threads filling that executor could wait on each other forever. A model call made on the event
+loop's own thread would block the loop it waits for: it is refused (await `aclassify` & co there).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from typing import TypeVar
+
+import numpy as np
+
+from modelshop.errors import NotFound, ValidationError
+from modelshop.inference.base import probabilities
+from modelshop.inference.models import Classified, Embedded, Task, check_task
+from modelshop.registry import parse_ref
+from modelshop.serve.embeddings import accepts
+from modelshop.serve.pool import ServedModel
+from modelshop.serve.runners import Seq
+from modelshop.serve.service import Service
+
+T = TypeVar("T")
+# App calls in flight at once, each on a thread that mostly waits for its batches (beyond this they queue).
+APP_THREADS = 16
+
+
+def _seqs(texts: Sequence[str] | list[Seq]) -> list[Seq]:
+    if isinstance(texts, str):
+        raise ValidationError("pass a list of texts; wrap a single text in a list")
+    return [t if isinstance(t, tuple) else (t, None) for t in texts]
+
+
+class PooledModels:
+    """`Models` backed by one server's `Service`: async methods on its event loop, a blocking facade for
+    app functions on its app threads."""
+
+    def __init__(self, service: Service) -> None:
+        self.service = service
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._threads: ThreadPoolExecutor | None = None
+
+    # --- the app threads ------------------------------------------------------------------------
+
+    def attach(self) -> None:
+        """Take the running event loop as the one model calls go to (at start-up, and again by `run`)."""
+        self._loop = asyncio.get_running_loop()
+
+    async def run(self, fn: Callable[..., T], /, *args, **kwargs) -> T:
+        """`fn(*args, **kwargs)` on an app thread, where it may call `classify`, `embed`, `count_tokens`."""
+        self.attach()
+        if self._threads is None:
+            self._threads = ThreadPoolExecutor(APP_THREADS, thread_name_prefix="apps")
+        return await self._loop.run_in_executor(self._threads, functools.partial(fn, *args, **kwargs))
+
+    def close(self) -> None:
+        if self._threads is not None:
+            self._threads.shutdown(wait=False, cancel_futures=True)
+            self._threads = None
+
+    # --- on the event loop ------------------------------------------------------------------------
+
+    async def classifier(self, model: str) -> ServedModel:
+        """The served version of `model`; NAME:VERSION only when that version is the one in production."""
+        if not isinstance(model, str) or not model:
+            raise ValidationError("name the classifier: NAME or NAME:VERSION")
+        name, version = parse_ref(model)
+        served = await self.service.pool.get(name)
+        if version is not None and served.version != version:
+            raise NotFound(f'{model} is not served: this server serves the production version of each model '
+                           f'({served.ref}); use "{name}", or promote it with `modelshop models promote {model}`')
+        return served
+
+    async def embedder(self, model: str | None = None) -> ServedModel:
+        configured = self.service.settings.embedding_model
+        if not accepts(configured, model):
+            raise ValidationError(f'this server embeds with "{configured}", not "{model}": rebuild what was made '
+                                  f'with "{model}", or serve with MODELSHOP_EMBEDDING_MODEL={model}')
+        return await self.service.pool.embedder()
+
+    async def aclassify(self, model: str, texts: Sequence[str]) -> Classified:
+        served = await self.classifier(model)
+        outcome = await self.service.run(served, _seqs(texts), truncate=True)
+        return Classified(served.ref, list(served.labels),
+                          probabilities(np.stack(outcome.rows), served.multi_label), served.multi_label,
+                          outcome.units.tokens)
+
+    async def aembed(self, texts: Sequence[str], model: str | None = None) -> Embedded:
+        served = await self.embedder(model)
+        outcome = await self.service.run(served, _seqs(texts), truncate=True)
+        return Embedded(served.ref, np.stack(outcome.rows).astype(np.float32), outcome.units.tokens)
+
+    async def acount_tokens(self, texts: Sequence[str], model: str | None = None, *, task: Task = "classify") -> int:
+        """What `aclassify`/`aembed` would give the model: the same tokeniser thread, the same truncation."""
+        check_task(task)
+        served = await (self.embedder(model) if task == "embed" else self.classifier(model))
+        encoded, _ = await served.prepare(_seqs(texts), True, "right")
+        return sum(e.tokens for e in encoded)
+
+    # --- the blocking facade (the `Models` interface), for app functions on an app thread ----------
+
+    def classify(self, model: str, texts: Sequence[str]) -> Classified:
+        return self._wait(self.aclassify(model, _seqs(texts)))
+
+    def embed(self, texts: Sequence[str], model: str | None = None) -> Embedded:
+        return self._wait(self.aembed(_seqs(texts), model))
+
+    def count_tokens(self, texts: Sequence[str], model: str | None = None, *, task: Task = "classify") -> int:
+        return self._wait(self.acount_tokens(_seqs(texts), model, task=task))
+
+    def _wait(self, work):
+        loop = self._loop
+        try:
+            on_loop = asyncio.get_running_loop() is loop
+        except RuntimeError:
+            on_loop = False
+        if loop is None or on_loop or loop.is_closed():
+            work.close()
+            raise RuntimeError("PooledModels' blocking methods run on an app thread of a started server "
+                               "(PooledModels.run); on the event loop, await aclassify / aembed / acount_tokens")
+        return asyncio.run_coroutine_threadsafe(work, loop).result()
