@@ -1,4 +1,5 @@
-"""Shared fixtures: a temp modelshop home, a tiny real BERT, the shared datasets when present."""
+"""Fixtures for every package: a temp modelshop home, a tiny real BERT, toy data, migrated databases
+(SQLite, PostgreSQL), Redis, plan files. The helpers they call live in tests/support.py."""
 
 from __future__ import annotations
 
@@ -7,19 +8,10 @@ import os
 from pathlib import Path
 
 import pytest
+from pydantic import SecretStr
 
 from modelshop.settings import Settings, get_settings
-
-REPO = Path(__file__).resolve().parents[1]
-SHARED_DATASETS = REPO.parent / "shared" / "datasets"
-
-
-def shared_dataset(*parts: str) -> Path:
-    """A file under ../shared/datasets, or skip: a user's clone has no ../shared beside it."""
-    path = SHARED_DATASETS.joinpath(*parts)
-    if not path.exists():
-        pytest.skip(f"needs ../shared/datasets/{'/'.join(parts)} (present in CI, not in a plain clone)")
-    return path
+from tests.support import ADMIN_KEY, redis_url_or_skip, write_plans
 
 
 @pytest.fixture
@@ -33,6 +25,12 @@ def settings(tmp_path, monkeypatch) -> Settings:
     get_settings.cache_clear()
     yield get_settings()
     get_settings.cache_clear()
+
+
+@pytest.fixture
+def admin_settings(settings) -> Settings:
+    """`settings` with the test admin key (tests.support.ADMIN_KEY), for tests that call admin routes."""
+    return settings.model_copy(update={"admin_key": SecretStr(ADMIN_KEY)})
 
 
 @pytest.fixture(scope="session")
@@ -122,3 +120,15 @@ def sqlite_db(tmp_path):
     database.migrate()
     yield database
     database.dispose()
+
+
+@pytest.fixture
+def redis_url() -> str:
+    """The Redis on 127.0.0.1:6379 (tests that use it pick a key prefix of their own), or skip."""
+    return redis_url_or_skip()
+
+
+@pytest.fixture
+def plan_files(tmp_path) -> dict[str, Path]:
+    """Each plan of tests.support.PLANS as a YAML file, by code (create them with `make_plans`)."""
+    return write_plans(tmp_path)

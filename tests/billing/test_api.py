@@ -8,27 +8,19 @@ import logging
 
 import pytest
 from fastapi.testclient import TestClient
-from pydantic import SecretStr
 
 from modelshop.billing import BillingGate
 from modelshop.billing.api import admin_router, customer_router
 from modelshop.gate import Units
 from modelshop.serve.app import create_app
-from tests.billing.conftest import make_plans, serve_call
-
-ADMIN_KEY = "adm_" + "x7Kq2" * 8
+from tests.support import ADMIN_KEY, bearer, make_plans, serve_call
 
 
 @pytest.fixture
-def app(sqlite_db, settings):
+def app(sqlite_db, admin_settings):
     """The server with billing's two routers alone (no other part's), on the billing gate."""
-    settings = settings.model_copy(update={"admin_key": SecretStr(ADMIN_KEY)})
-    gate = BillingGate(settings, sqlite_db)
-    return create_app(settings, gate, db=sqlite_db, routers=[admin_router, customer_router])
-
-
-def bearer(key: str) -> dict:
-    return {"Authorization": f"Bearer {key}"}
+    gate = BillingGate(admin_settings, sqlite_db)
+    return create_app(admin_settings, gate, db=sqlite_db, routers=[admin_router, customer_router])
 
 
 @pytest.fixture

@@ -12,7 +12,7 @@ from modelshop.billing import BillingGate
 from modelshop.cli import main
 from modelshop.db import get_database
 from modelshop.gate import Units
-from tests.billing.conftest import serve_call
+from tests.support import serve_call
 
 
 def run(capsys, *argv: str):

@@ -1,42 +1,42 @@
-"""BillingGate on its own: scopes, rate limits, idempotency races, group commit."""
+"""BillingGate on its own: scopes, rate limits, idempotency races, quota and wallet holds, the key cache.
+The limiters under it: test_limits.py; the group commit of what it records: test_committer.py."""
 
 from __future__ import annotations
 
 import asyncio
 import math
-import time
 
 import pytest
 from sqlalchemy import func, select
-from sqlalchemy.exc import IntegrityError
 
 from modelshop.billing import BillingGate
+from modelshop.billing import gate as gate_module
 from modelshop.billing.accounts import create_customer, set_status
-from modelshop.billing.committer import GroupCommitter
 from modelshop.billing.keys import create_key
 from modelshop.billing.limits import LocalLimiter
 from modelshop.billing.tables import ApiKey, IdempotencyClaim, UsageEvent
-from modelshop.errors import Forbidden, ModelError, PayloadTooLarge, RateLimited, Unauthorized
+from modelshop.billing.wallet import topup
+from modelshop.errors import Forbidden, ModelError, PayloadTooLarge, QuotaExceeded, RateLimited, Unauthorized
 from modelshop.gate import Units
 from modelshop.serve.app import error_headers
-from tests.billing.conftest import ADMIN, make_plans, serve_call
+from tests.support import ACTOR, make_plans, serve_call
 
 
 @pytest.fixture
 def customer(sqlite_db, plan_files):
     make_plans(sqlite_db, plan_files, "grad")
-    return create_customer(sqlite_db, "Cy", "grad", actor=ADMIN)
+    return create_customer(sqlite_db, "Cy", "grad", actor=ACTOR)
 
 
 @pytest.fixture
 def customer_on(db, plan_files):
     """A customer in the parametrised database (SQLite and PostgreSQL)."""
     make_plans(db, plan_files, "grad")
-    return create_customer(db, "Cy", "grad", actor=ADMIN)
+    return create_customer(db, "Cy", "grad", actor=ACTOR)
 
 
 def test_scope_rpm_and_tpm(sqlite_db, customer, settings):
-    key = create_key(sqlite_db, customer["id"], models=["minilm", "bert:3"], rpm=5, tpm=100, actor=ADMIN)["key"]
+    key = create_key(sqlite_db, customer["id"], models=["minilm", "bert:3"], rpm=5, tpm=100, actor=ACTOR)["key"]
     gate = BillingGate(settings, sqlite_db)
 
     async def go():
@@ -68,32 +68,20 @@ def test_scope_rpm_and_tpm(sqlite_db, customer, settings):
 
 
 def test_suspended_customers_and_bad_tokens(sqlite_db, customer, settings):
-    key = create_key(sqlite_db, customer["id"], actor=ADMIN)["key"]
+    key = create_key(sqlite_db, customer["id"], actor=ACTOR)["key"]
     gate = BillingGate(settings, sqlite_db)
     for token, message in ((None, "missing API key"), ("", "missing API key"), ("nope", "invalid API key")):
         with pytest.raises(Unauthorized, match=message):
             asyncio.run(gate.authenticate(token))
-    set_status(sqlite_db, customer["id"], "suspended", actor=ADMIN)
+    set_status(sqlite_db, customer["id"], "suspended", actor=ACTOR)
     with pytest.raises(Forbidden, match="suspended"):
         asyncio.run(gate.authenticate(key))
-
-
-def test_local_buckets_refill_over_time():
-    now = [0.0]
-    limiter = LocalLimiter(clock=lambda: now[0])
-
-    async def take(n):
-        return [(await limiter.acquire(1, 60, None, 0)).allowed for _ in range(n)]
-
-    assert asyncio.run(take(61)) == [True] * 60 + [False]
-    now[0] = 2.5                                                 # 60 a minute: one a second
-    assert asyncio.run(take(3)) == [True, True, False]
 
 
 def test_one_idempotency_key_buys_one_answer(sqlite_db, customer, settings):
     """Stripe's rule: a key names one request. Duplicates that arrive while the first runs get 409 (none
     of them runs the model), later ones get the first reply, and another request under the key is 422."""
-    key = create_key(sqlite_db, customer["id"], actor=ADMIN)["key"]
+    key = create_key(sqlite_db, customer["id"], actor=ACTOR)["key"]
     gate = BillingGate(settings.model_copy(update={"billing_group_commit_ms": 20.0}), sqlite_db)
     ran = []
 
@@ -133,7 +121,7 @@ def test_one_idempotency_key_buys_one_answer(sqlite_db, customer, settings):
 
 
 def test_a_failed_call_releases_its_key_so_the_client_can_retry(db, customer_on, settings):
-    key = create_key(db, customer_on["id"], actor=ADMIN)["key"]
+    key = create_key(db, customer_on["id"], actor=ACTOR)["key"]
     gate = BillingGate(settings, db)
 
     async def boom():
@@ -155,7 +143,7 @@ def test_a_failed_call_releases_its_key_so_the_client_can_retry(db, customer_on,
 def test_a_call_that_finds_its_key_used_sends_the_stored_reply(sqlite_db, customer, settings):
     """A claim left past its time (its server seemed dead) is taken over; when the slow first call
     then records, it is told the key was used and answers with the stored reply, not its own."""
-    key = create_key(sqlite_db, customer["id"], actor=ADMIN)["key"]
+    key = create_key(sqlite_db, customer["id"], actor=ACTOR)["key"]
     gate = BillingGate(settings.model_copy(update={"idempotency_claim_s": 0.05}), sqlite_db)
 
     async def slow():
@@ -173,66 +161,19 @@ def test_a_call_that_finds_its_key_used_sends_the_stored_reply(sqlite_db, custom
         assert s.scalar(select(func.count(UsageEvent.id))) == 1
 
 
-def test_an_integrity_error_other_than_the_key_is_an_error_not_already_metered(sqlite_db, customer, settings):
-    from modelshop.billing import usage
-    from modelshop.db import utcnow
-
-    key_id = create_key(sqlite_db, customer["id"], actor=ADMIN)["id"]
-    item = dict(customer_id=customer["id"], key_id=key_id, route="/predict", model="m:1", requests=1, tokens=1,
-                characters=1, compute_us=1, occurred_at=utcnow())
-    batch = [usage.Metered(request_id="a", idempotency_key="k1", **item),
-             usage.Metered(request_id="b", idempotency_key="k2", **{**item, "key_id": 10**6}),  # no such key
-             usage.Metered(request_id="c", idempotency_key="k1", **item)]
-    results = usage.write_batch(sqlite_db, batch)
-    assert results[0] is True and results[2] is False
-    assert isinstance(results[1], IntegrityError)
-
-
-def test_group_commit_one_transaction_per_window_and_replies_wait_for_it():
-    written: list[list[int]] = []
-
-    def write(batch):
-        time.sleep(0.01)                                        # a commit takes a while
-        written.append(batch)
-        return [x * 2 for x in batch]
-
-    committer = GroupCommitter(write, window_s=0.005, max_batch=100)
-
-    async def go():
-        first = await asyncio.gather(*[committer.submit(i) for i in range(250)])
-        one = await committer.submit(7)
-        return first, one
-
-    results, one = asyncio.run(go())
-    assert results == [i * 2 for i in range(250)] and one == 14
-    assert [len(b) for b in written] == [100, 100, 50, 1]
-
-
-def test_a_failed_commit_fails_every_caller_of_its_batch():
-    def write(batch):
-        raise RuntimeError("disk full")
-
-    committer = GroupCommitter(write, window_s=0.001, max_batch=10)
-
-    async def go():
-        return await asyncio.gather(*[committer.submit(i) for i in range(3)], return_exceptions=True)
-
-    assert [str(e) for e in asyncio.run(go())] == ["disk full"] * 3
-
-
 def test_key_cache_forgets_at_once_on_changes_here_and_within_its_time_otherwise(sqlite_db, customer, settings):
     from sqlalchemy import update
 
     from modelshop.billing.keys import revoke_key
     from modelshop.db import utcnow
 
-    made = create_key(sqlite_db, customer["id"], actor=ADMIN)
-    other = create_key(sqlite_db, customer["id"], actor=ADMIN)
+    made = create_key(sqlite_db, customer["id"], actor=ACTOR)
+    other = create_key(sqlite_db, customer["id"], actor=ACTOR)
     gate = BillingGate(settings.model_copy(update={"key_cache_s": 0.5}), sqlite_db)
 
     async def go():
         await gate.authenticate(made["key"])
-        revoke_key(sqlite_db, made["id"], actor=ADMIN)            # through this process: refused at once
+        revoke_key(sqlite_db, made["id"], actor=ACTOR)            # through this process: refused at once
         with pytest.raises(Unauthorized, match="was revoked"):
             await gate.authenticate(made["key"])
         await gate.authenticate(other["key"])
@@ -242,10 +183,67 @@ def test_key_cache_forgets_at_once_on_changes_here_and_within_its_time_otherwise
         await asyncio.sleep(0.6)
         with pytest.raises(Unauthorized, match="was revoked"):
             await gate.authenticate(other["key"])
-        set_status(sqlite_db, customer["id"], "suspended", actor=ADMIN)
-        fresh = create_key(sqlite_db, customer["id"], actor=ADMIN)["key"]
+        set_status(sqlite_db, customer["id"], "suspended", actor=ACTOR)
+        fresh = create_key(sqlite_db, customer["id"], actor=ACTOR)["key"]
         with pytest.raises(Forbidden, match="suspended"):
             await gate.authenticate(fresh)
         await gate.close()
+
+    asyncio.run(go())
+
+
+# --- quota and wallet holds: calls admitted but not yet committed count against them.
+# Before the holds, `admit` compared the quota (and the wallet) with the ledger alone, so every call in
+# flight at the limit saw the same "used" and got in: 30 concurrent calls against a quota of 5 were all
+# admitted, and 20 concurrent calls on a wallet good for 3 were all admitted.
+
+def test_concurrent_calls_never_pass_the_quota(db, plan_files, settings):
+    make_plans(db, plan_files, "free")                                 # quota: 5 requests, block
+    customer = create_customer(db, "Q", "free", actor=ACTOR)
+    key = create_key(db, customer["id"], actor=ACTOR)["key"]
+    gate = BillingGate(settings, db)
+
+    async def go():
+        return await asyncio.gather(*(serve_call(gate, key) for _ in range(30)))
+
+    outcomes = [kind for kind, _ in asyncio.run(go())]
+    assert outcomes.count("ok") == 5
+    assert outcomes.count(402) == 25
+
+
+def test_concurrent_calls_never_overdraw_a_prepaid_wallet(db, plan_files, settings):
+    make_plans(db, plan_files, "prepaid")                              # 0.40 a request, prepaid
+    customer = create_customer(db, "P", "prepaid", actor=ACTOR)
+    key = create_key(db, customer["id"], actor=ACTOR)["key"]
+    topup(db, customer["id"], "1.00", actor=ACTOR)                     # one by one: 3 calls get in
+    gate = BillingGate(settings, db)
+
+    async def go():
+        return await asyncio.gather(*(serve_call(gate, key) for _ in range(20)))
+
+    outcomes = [kind for kind, _ in asyncio.run(go())]
+    assert outcomes.count("ok") == 3                                   # as many as one by one, not 20
+    assert outcomes.count(402) == 17
+
+
+def test_a_hold_is_given_back_on_commit_or_when_it_expires(sqlite_db, plan_files, settings, monkeypatch):
+    make_plans(sqlite_db, plan_files, "free")
+    customer = create_customer(sqlite_db, "Q", "free", actor=ACTOR)
+    key = create_key(sqlite_db, customer["id"], actor=ACTOR)["key"]
+    now = [1000.0]
+    gate = BillingGate(settings, sqlite_db)
+    gate.limiter = LocalLimiter(clock=lambda: now[0])
+
+    async def go():
+        p = await gate.authenticate(key)
+        for _ in range(5):                              # admitted, then failed: never recorded
+            async def admitted_then_failed():
+                await gate.admit(p, "m:1", Units())
+            await asyncio.create_task(admitted_then_failed())
+        with pytest.raises(QuotaExceeded, match=r"\(0 used, 5 more in calls under way\)"):
+            await gate.admit(p, "m:1", Units())
+        now[0] += gate_module.QUOTA_HOLD_S + 1                     # the failed calls' holds expire
+        assert [(await serve_call(gate, key))[0] for _ in range(6)] == ["ok"] * 5 + [402]
+        assert gate.limiter._held == {}                            # committed calls gave theirs back
 
     asyncio.run(go())

@@ -1,9 +1,11 @@
-"""Invoices: immutable once finalised (code and database), void → credit note, wallet, revenue, audit."""
+"""Invoices: immutable once finalised (code and database), void → credit note, quotas per billing period,
+revenue, audit; finalisations at once take gapless numbers. The wallet's part: test_wallet.py."""
 
 from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import threading
 from decimal import Decimal
 
 import pytest
@@ -16,12 +18,12 @@ from modelshop.billing.invoices import finalize, get_invoice, pay, run_invoices,
 from modelshop.billing.keys import create_key
 from modelshop.billing.periods import parse_period
 from modelshop.billing.revenue import revenue
-from modelshop.billing.tables import Invoice, InvoiceLine, UsageEvent, WalletEntry
-from modelshop.billing.wallet import topup, wallet
+from modelshop.billing.tables import Invoice, InvoiceLine, UsageEvent
+from modelshop.billing.wallet import wallet
 from modelshop.db import utcnow
-from modelshop.errors import Conflict, PaymentRequired, QuotaExceeded, ValidationError
+from modelshop.errors import Conflict, QuotaExceeded, ValidationError
 from modelshop.gate import Units
-from tests.billing.conftest import ADMIN, make_plans, serve_call
+from tests.support import ACTOR, make_plans, serve_call
 
 NOW = dt.datetime(2026, 3, 10, 12, tzinfo=dt.UTC)   # events of these tests happen in March 2026
 PERIOD = "2026-03"
@@ -29,8 +31,8 @@ PERIOD = "2026-03"
 
 def _metered(db, settings, plan: str, calls: list[Units], *, model: str = "minilm:1", now=NOW):
     """A customer on `plan` who made `calls` (through the gate) in PERIOD; returns (customer, results)."""
-    customer = create_customer(db, f"{plan}-customer", plan, actor=ADMIN)
-    key = create_key(db, customer["id"], actor=ADMIN)["key"]
+    customer = create_customer(db, f"{plan}-customer", plan, actor=ACTOR)
+    key = create_key(db, customer["id"], actor=ACTOR)["key"]
     with db.session() as s:   # back-date the customer so the base fee of March is due
         s.execute(sa.text("update billing_customers set created_at = :t where id = :i"),
                   {"t": NOW - dt.timedelta(days=30), "i": customer["id"]})
@@ -47,9 +49,9 @@ def _metered(db, settings, plan: str, calls: list[Units], *, model: str = "minil
 def test_finalised_invoice_never_changes(db, plan_files, settings):
     make_plans(db, plan_files, "grad")
     customer, _ = _metered(db, settings, "grad", [Units()] * 120)
-    draft = run_invoices(db, PERIOD, actor=ADMIN)["invoices"][0]
+    draft = run_invoices(db, PERIOD, actor=ACTOR)["invoices"][0]
     assert draft["total"] == "13.50"        # 10.00 + (120 - 50 free) × 0.05003 = 3.5021 → 3.50
-    inv = finalize(db, draft["id"], actor=ADMIN, now=parse_period(PERIOD)[1])
+    inv = finalize(db, draft["id"], actor=ACTOR, now=parse_period(PERIOD)[1])
     assert inv["status"] == "finalised" and inv["number"] == "INV-000001"
 
     # in code: the ORM guard refuses any change to a finalised invoice or its lines
@@ -70,25 +72,25 @@ def test_finalised_invoice_never_changes(db, plan_files, settings):
         with pytest.raises(sa.exc.DBAPIError, match="never changes|append-only"), db.engine.begin() as c:
             c.execute(sa.text(sql))
 
-    assert run_invoices(db, PERIOD, actor=ADMIN)["unchanged"] == 1
+    assert run_invoices(db, PERIOD, actor=ACTOR)["unchanged"] == 1
     assert get_invoice(db, inv["id"]) == inv
     with pytest.raises(Conflict, match="only a draft can be finalised"):
-        finalize(db, inv["id"], actor=ADMIN, now=parse_period(PERIOD)[1])
+        finalize(db, inv["id"], actor=ACTOR, now=parse_period(PERIOD)[1])
 
-    paid = pay(db, inv["id"], actor=ADMIN, reference="wire 42")
+    paid = pay(db, inv["id"], actor=ACTOR, reference="wire 42")
     assert paid["status"] == "paid" and paid["total"] == inv["total"]
-    voided = void(db, inv["id"], reason="billed the wrong plan", actor=ADMIN)
+    voided = void(db, inv["id"], reason="billed the wrong plan", actor=ACTOR)
     assert voided["status"] == "void"
     assert voided["credit_note"] == {"number": "CN-000001", "amount": "13.50", "to_wallet": "13.50",
                                      "reason": "billed the wrong plan"}
     assert wallet(db, customer["id"])["balance"] == "13.50"     # a paid, voided invoice comes back as credit
     with pytest.raises(Conflict, match="only a finalised or paid invoice"):
-        void(db, inv["id"], reason="again", actor=ADMIN)
+        void(db, inv["id"], reason="again", actor=ACTOR)
 
-    rerun = run_invoices(db, PERIOD, actor=ADMIN)               # after a void the period is billed afresh
+    rerun = run_invoices(db, PERIOD, actor=ACTOR)               # after a void the period is billed afresh
     assert rerun["created"] == 1 and rerun["invoices"][0]["id"] != inv["id"]
     assert rerun["invoices"][0]["credits_applied"] == "13.50" and rerun["invoices"][0]["total"] == "0.00"
-    second = finalize(db, rerun["invoices"][0]["id"], actor=ADMIN, now=parse_period(PERIOD)[1])
+    second = finalize(db, rerun["invoices"][0]["id"], actor=ACTOR, now=parse_period(PERIOD)[1])
     assert second["number"] == "INV-000002" and second["status"] == "paid"     # covered by credits
     assert wallet(db, customer["id"])["balance"] == "0.00"
     actions = [e["action"] for e in entries(db, limit=100)]
@@ -101,9 +103,9 @@ def test_open_period_cannot_be_finalised(sqlite_db, plan_files, settings):
     make_plans(sqlite_db, plan_files, "grad")
     now = utcnow()
     _metered(sqlite_db, settings, "grad", [Units()], now=now)
-    draft = run_invoices(sqlite_db, f"{now:%Y-%m}", actor=ADMIN)["invoices"][0]
+    draft = run_invoices(sqlite_db, f"{now:%Y-%m}", actor=ACTOR)["invoices"][0]
     with pytest.raises(ValidationError, match="is still open until"):
-        finalize(sqlite_db, draft["id"], actor=ADMIN)
+        finalize(sqlite_db, draft["id"], actor=ACTOR)
 
 
 def test_free_tier_quota_blocks_with_402(sqlite_db, plan_files, settings):
@@ -116,32 +118,13 @@ def test_free_tier_quota_blocks_with_402(sqlite_db, plan_files, settings):
     assert error.extra["limit"] == 5
 
 
-def test_prepaid_wallet_exhausted_gives_402_and_topup_reopens(sqlite_db, plan_files, settings):
-    make_plans(sqlite_db, plan_files, "prepaid")
-    customer = create_customer(sqlite_db, "Pre", "prepaid", actor=ADMIN)
-    key = create_key(sqlite_db, customer["id"], actor=ADMIN)["key"]
-    topup(sqlite_db, customer["id"], "1.00", actor=ADMIN)         # 0.40 a request: 3 calls fit (1.20 > 1.00)
-    gate = BillingGate(settings, sqlite_db)
-
-    async def go(n):
-        return [(await serve_call(gate, key))[0] for _ in range(n)]
-
-    assert asyncio.run(go(4)) == ["ok", "ok", "ok", 402]
-    topup(sqlite_db, customer["id"], "0.40", actor=ADMIN)
-    assert asyncio.run(go(2)) == ["ok", 402]
-    with pytest.raises(PaymentRequired):
-        raise asyncio.run(serve_call(gate, key))[1]
-    with pytest.raises(ValidationError, match="more than zero"):
-        topup(sqlite_db, customer["id"], "0", actor=ADMIN)
-
-
 def test_revenue_and_margin_by_model_and_customer(sqlite_db, plan_files, settings):
     settings.serving_cost_per_compute_second = {"*": Decimal("0.02"), "bert": Decimal("0.1")}
     settings.serving_cost_per_1k_tokens = {"bert:2": Decimal("0.5")}
     make_plans(sqlite_db, plan_files, "vol")
     c1, _ = _metered(sqlite_db, settings, "vol", [Units(1, 600, 0)] * 2, model="bert:2")   # 1 200 tokens
     c2, _ = _metered(sqlite_db, settings, "vol", [Units(1, 300, 0)] * 1, model="tfidf:1")  # 300 tokens
-    invoices = run_invoices(sqlite_db, PERIOD, actor=ADMIN)["invoices"]
+    invoices = run_invoices(sqlite_db, PERIOD, actor=ACTOR)["invoices"]
     assert [i["total"] for i in invoices] == ["1.04", "0.30"]   # 1 200 × 0.00087 = 1.044; 300 × 0.001
     r = revenue(sqlite_db, PERIOD, settings)
     by_model = {row["model"]: row for row in r["by_model"]}
@@ -155,29 +138,17 @@ def test_revenue_and_margin_by_model_and_customer(sqlite_db, plan_files, setting
     assert r["invoices"] == {"draft": 2}
 
 
-def test_wallet_is_an_append_only_ledger(sqlite_db, plan_files):
-    make_plans(sqlite_db, plan_files, "grad")
-    c = create_customer(sqlite_db, "W", "grad", actor=ADMIN)
-    topup(sqlite_db, c["id"], "5.25", actor=ADMIN)
-    topup(sqlite_db, c["id"], 3, actor=ADMIN)
-    assert wallet(sqlite_db, c["id"])["balance"] == "8.25"
-    with sqlite_db.session() as s:
-        assert [e.amount_minor for e in s.scalars(sa.select(WalletEntry))] == [525, 300]
-    with pytest.raises(Conflict, match="append-only"), sqlite_db.session() as s:
-        s.scalars(sa.select(WalletEntry)).first().amount_minor = 10_000
-
-
 def test_yearly_plans_are_billed_per_year(sqlite_db, settings, tmp_path):
     from modelshop.billing.accounts import create_plan
     from modelshop.billing.plans import parse_plan
 
     create_plan(sqlite_db, parse_plan({"code": "annual", "currency": "EUR", "interval": "year", "base_fee": "480.00",
-                                       "quota": {"metric": "requests", "limit": 3}}), actor=ADMIN)
+                                       "quota": {"metric": "requests", "limit": 3}}), actor=ACTOR)
     customer, results = _metered(sqlite_db, settings, "annual", [Units()] * 4)
     assert [r[0] for r in results] == ["ok"] * 3 + [402]
     assert "per year reached" in results[-1][1].message and "2027-01-01T00:00:00Z" in results[-1][1].message
-    assert run_invoices(sqlite_db, PERIOD, actor=ADMIN)["invoices"] == []      # not a monthly customer
-    (inv,) = run_invoices(sqlite_db, "2026", actor=ADMIN)["invoices"]
+    assert run_invoices(sqlite_db, PERIOD, actor=ACTOR)["invoices"] == []      # not a monthly customer
+    (inv,) = run_invoices(sqlite_db, "2026", actor=ACTOR)["invoices"]
     assert (inv["customer_id"], inv["period"], inv["currency"], inv["total"]) == \
         (customer["id"], "2026", "EUR", "480.00")
 
@@ -185,8 +156,36 @@ def test_yearly_plans_are_billed_per_year(sqlite_db, settings, tmp_path):
 def test_one_open_invoice_per_customer_and_period(db, plan_files, settings):
     make_plans(db, plan_files, "grad")
     customer, _ = _metered(db, settings, "grad", [Units()])
-    (draft,) = run_invoices(db, PERIOD, actor=ADMIN)["invoices"]
+    (draft,) = run_invoices(db, PERIOD, actor=ACTOR)["invoices"]
     with pytest.raises(sa.exc.IntegrityError), db.session() as s:    # what a racing second run would do
         s.add(Invoice(customer_id=customer["id"], plan_id=1, period=PERIOD, currency="USD", status="draft",
                       created_at=utcnow()))
-    assert run_invoices(db, PERIOD, actor=ADMIN)["invoices"][0]["id"] == draft["id"]
+    assert run_invoices(db, PERIOD, actor=ACTOR)["invoices"][0]["id"] == draft["id"]
+
+
+def test_concurrent_finalisations_take_gapless_distinct_numbers(db, plan_files):
+    n = 6
+    make_plans(db, plan_files, "grad")
+    drafts = []
+    for i in range(n):
+        c = create_customer(db, f"C{i}", "grad", actor=ACTOR)
+        with db.session() as s:
+            s.execute(sa.text("update billing_customers set created_at = :t where id = :i"),
+                      {"t": dt.datetime(2026, 1, 1, tzinfo=dt.UTC), "i": c["id"]})
+        drafts.append(run_invoices(db, "2026-02", customer_id=c["id"], actor=ACTOR)["invoices"][0]["id"])
+    start = threading.Barrier(n)
+    out: list = [None] * n
+
+    def go(i: int) -> None:
+        start.wait()
+        try:
+            out[i] = finalize(db, drafts[i], actor=ACTOR, now=dt.datetime(2026, 3, 1, tzinfo=dt.UTC))["number"]
+        except Exception as e:  # noqa: BLE001 - asserted below
+            out[i] = e
+
+    threads = [threading.Thread(target=go, args=(i,)) for i in range(n)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=60)
+    assert sorted(out) == [f"INV-{k:06d}" for k in range(1, n + 1)], out

@@ -11,7 +11,7 @@ from modelshop.billing.money import allocate, exact_minor, fmt, to_minor
 from modelshop.billing.plans import PlanIn, load_plan_file, parse_plan
 from modelshop.billing.pricing import charge_amount, discount_line, plan_lines
 from modelshop.errors import NotFound, ValidationError
-from tests.billing.conftest import ADMIN
+from tests.support import ACTOR, AUTH
 
 BASE = {"code": "p", "currency": "USD", "interval": "month"}
 PLAN_FIELDS = ("code", "name", "description", "currency", "interval", "base_fee", "charges", "quota", "prepaid")
@@ -114,11 +114,11 @@ def test_rounding_once_per_line_half_up():
 
 def test_a_changed_plan_is_a_new_version(sqlite_db, plan_files):
     spec = load_plan_file(plan_files["grad"])
-    first = create_plan(sqlite_db, spec, actor=ADMIN)
-    same = create_plan(sqlite_db, spec, actor=ADMIN)
+    first = create_plan(sqlite_db, spec, actor=ACTOR)
+    same = create_plan(sqlite_db, spec, actor=ACTOR)
     assert first["created"] and not same["created"] and same["id"] == first["id"]
     changed = parse_plan({**spec.to_dict(), "base_fee": "12.00"})
-    second = create_plan(sqlite_db, changed, actor=ADMIN)
+    second = create_plan(sqlite_db, changed, actor=ACTOR)
     assert (second["version"], second["spec"]["base_fee"]) == (2, "12.00")
     with sqlite_db.session() as s:
         assert find_plan(s, "grad").version == 2 and find_plan(s, "grad", 1).spec["base_fee"] == "10.00"
@@ -144,18 +144,15 @@ def test_what_pydantic_finds_is_one_line_too(data, message):
         PlanIn.model_validate(data)
 
 
-def test_the_plans_route_is_typed_and_answers_the_cli_s_one_line(settings):
+def test_the_plans_route_is_typed_and_answers_the_cli_s_one_line(admin_settings):
     """POST /admin/plans takes PlanIn: OpenAPI shows the plan file's schema, and a bad plan gets the
     same line the CLI prints (not FastAPI's list of errors)."""
     from fastapi.testclient import TestClient
-    from pydantic import SecretStr
 
     from modelshop.billing import BillingGate
     from modelshop.platform import build_app
 
-    settings = settings.model_copy(update={"admin_key": SecretStr("plans-admin-" + "k" * 24)})
-    admin = {"Authorization": "Bearer plans-admin-" + "k" * 24}
-    app = build_app(settings, gate=BillingGate(settings))
+    app = build_app(admin_settings, gate=BillingGate(admin_settings))
     schema = app.openapi()
     body = schema["paths"]["/admin/plans"]["post"]["requestBody"]["content"]["application/json"]["schema"]
     assert body == {"$ref": "#/components/schemas/PlanIn"}
@@ -169,13 +166,13 @@ def test_the_plans_route_is_typed_and_answers_the_cli_s_one_line(settings):
     assert parts["UnitChargeIn"]["properties"]["unit_price"]["type"] == "string"  # amounts are strings
     with TestClient(app) as client:
         for data, _ in BAD_PLANS:
-            r = client.post("/admin/plans", json=data, headers=admin)
+            r = client.post("/admin/plans", json=data, headers=AUTH)
             with pytest.raises(ValidationError) as e:
                 parse_plan(data)
             assert (r.status_code, r.json()) == (422, {"error": e.value.message, "error_type": "validation"})
-        r = client.post("/admin/plans", json=[1], headers=admin)
+        r = client.post("/admin/plans", json=[1], headers=AUTH)
         assert (r.status_code, r.json()["error"]) == (422, "plan: expected a mapping of fields, found list")
         assert client.post("/admin/plans", json={"code": "Bad Code"}).status_code == 401  # no key: not judged
         good = plan(metric="tokens", model="unit", unit_price="0.002")
-        r = client.post("/admin/plans", json=good, headers=admin)
+        r = client.post("/admin/plans", json=good, headers=AUTH)
         assert r.status_code == 201 and r.json()["spec"] == parse_plan(good).to_dict()

@@ -7,8 +7,7 @@ import datetime as dt
 from modelshop.billing import accounts, keys, queries, usage
 from modelshop.billing.plans import parse_plan
 from modelshop.db import utcnow
-
-ACTOR = "test"
+from tests.support import ACTOR
 
 
 def customer_with_key(db, name: str) -> tuple[int, int]:

@@ -23,7 +23,7 @@ from modelshop.billing import accounts, invoices, usage
 from modelshop.channels import analytics, attribution, channels, commissions, partners
 from modelshop.cli import main
 from modelshop.db import get_database, utcnow
-from tests.channels.conftest import ACTOR, make_plan, month_start, period
+from tests.support import ACTOR, make_plan, month_start, period
 
 
 def build_world(db, settings) -> dict:

@@ -11,7 +11,7 @@ from modelshop.billing import accounts, audit
 from modelshop.channels import attribution, channels
 from modelshop.channels.tables import Attribution, Touch, Visit
 from modelshop.errors import Conflict, NotFound, ValidationError
-from tests.channels.conftest import ACTOR, make_plan
+from tests.support import ACTOR, make_plan
 
 NOW = dt.datetime(2026, 6, 15, 12, 0, tzinfo=dt.UTC)
 

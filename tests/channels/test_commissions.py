@@ -27,7 +27,7 @@ from modelshop.channels import attribution, commissions, partners
 from modelshop.channels.tables import Commission
 from modelshop.db import utcnow
 from modelshop.errors import Conflict, ValidationError
-from tests.channels.conftest import ACTOR, make_plan, month_start, period
+from tests.support import ACTOR, make_plan, month_start, period
 
 
 def bill(db, customer_id: int, offset: int, pay: bool = True) -> int:

@@ -9,7 +9,7 @@ from fastapi.testclient import TestClient
 from modelshop.billing import accounts, invoices, keys, usage
 from modelshop.channels import attribution, commissions, partners
 from modelshop.db import get_database, utcnow
-from tests.channels.conftest import ACTOR, ADMIN_KEY, bearer, make_plan, month_start, period
+from tests.support import ACTOR, ADMIN_KEY, bearer, make_plan, month_start, period
 
 
 def _meter(db, customer_id: int, n: int) -> None:

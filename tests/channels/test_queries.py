@@ -13,7 +13,7 @@ import pytest
 from modelshop.billing import accounts, keys
 from modelshop.channels import attribution, channels, queries
 from modelshop.errors import NotFound
-from tests.channels.conftest import ACTOR, make_plan
+from tests.support import ACTOR, make_plan
 
 
 @pytest.fixture

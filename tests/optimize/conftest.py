@@ -6,11 +6,9 @@ import json
 from pathlib import Path
 
 import pytest
-from pydantic import SecretStr
 
 from modelshop.settings import Settings
-
-KEY = "optimize-test-key-0123456789"
+from tests.support import FAST, make_settings
 
 
 @pytest.fixture(scope="module")
@@ -25,10 +23,8 @@ def toy_registry(tmp_path_factory, tiny_bert) -> tuple[Settings, Path]:
     train, evaluation = folder / "train.jsonl", folder / "eval.jsonl"
     train.write_text("\n".join(json.dumps(r) for r in rows * 3) + "\n")
     evaluation.write_text("\n".join(json.dumps(r) for r in rows) + "\n")
-    settings = Settings(home=folder / "home", progress=False, admin_key=SecretStr(KEY), reload_interval_s=0.0,
-                        torch_threads=2)
+    settings = make_settings(folder / "home")
     run_training(train, evaluation, name="toy", settings=settings,
-                 cfg=TrainConfig(base_model=str(tiny_bert), max_length=32, epochs=2, batch_size=8,
-                                 learning_rate=1e-3, warmup_ratio=0.0))
+                 cfg=TrainConfig(base_model=str(tiny_bert), max_length=32, **FAST))
     run_training(train, evaluation, name="fast", settings=settings, cfg=TrainConfig(base_model="tfidf"))
     return settings, evaluation

@@ -11,10 +11,9 @@ from fastapi.testclient import TestClient
 from modelshop.errors import NotFound, ValidationError
 from modelshop.inference import load_predictor
 from modelshop.optimize import optimize
-from modelshop.registry import Registry
 from modelshop.platform import build_app
-
-from .conftest import KEY
+from modelshop.registry import Registry
+from tests.support import AUTH
 
 # torch warns that its quantised tensor types are deprecated each time an int8 version loads
 # (inference/transformer.py quantises at load); the int8 path itself is what is tested here.
@@ -66,20 +65,19 @@ def test_an_onnx_version_is_served_through_onnxruntime(optimized, toy_registry):
     settings, _ = toy_registry
     registry = Registry.from_settings(settings)
     registry.promote("toy:3")
-    auth = {"Authorization": f"Bearer {KEY}"}
     try:
         with TestClient(build_app(settings)) as c:
-            r = c.post("/predict?model=toy", json={"inputs": [[t] for t in TEXTS]}, headers=auth)
+            r = c.post("/predict?model=toy", json={"inputs": [[t] for t in TEXTS]}, headers=AUTH)
             assert r.status_code == 200 and r.headers["x-model"] == "toy:3"
             source = load_predictor(registry.path(registry.get("toy:1"))).predict_proba(TEXTS)
             for row, probs in zip(r.json(), source, strict=True):
                 assert {p["label"]: p["score"] for p in row}["good"] == pytest.approx(float(probs[1]), abs=1e-4)
-            assert c.get("/info?model=toy", headers=auth).json()["format"] == "onnx"
-            pair = c.post("/predict?model=toy", json={"inputs": ["is it good?", "yes"]}, headers=auth)
+            assert c.get("/info?model=toy", headers=AUTH).json()["format"] == "onnx"
+            pair = c.post("/predict?model=toy", json={"inputs": ["is it good?", "yes"]}, headers=AUTH)
             assert pair.status_code == 200
-            ex = c.post("/explain?model=toy", json={"inputs": "awful service"}, headers=auth).json()
+            ex = c.post("/explain?model=toy", json={"inputs": "awful service"}, headers=AUTH).json()
             assert ex["method"] == "occlusion" and [a["token"] for a in ex["attributions"]] == ["awful", "service"]
-            r = c.post("/explain?model=toy", json={"inputs": "awful", "method": "integrated_gradients"}, headers=auth)
+            r = c.post("/explain?model=toy", json={"inputs": "awful", "method": "integrated_gradients"}, headers=AUTH)
             assert r.status_code == 422 and "use occlusion" in r.json()["error"]
     finally:
         registry.promote("toy:1")

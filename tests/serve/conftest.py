@@ -7,8 +7,7 @@ from pathlib import Path
 import pytest
 
 from modelshop.settings import Settings
-
-from .helpers import FAST, make_settings, write_toy
+from tests.support import FAST, make_settings, write_toy
 
 
 @pytest.fixture(scope="session")

@@ -14,8 +14,7 @@ from modelshop.errors import ModelError, Overloaded
 from modelshop.serve.batcher import Batcher, Slots
 from modelshop.serve.metrics import Metrics
 from modelshop.serve.runners import split_by_padding
-
-from .helpers import AUTH
+from tests.support import AUTH
 
 
 class Recorder:

@@ -12,12 +12,10 @@ from pathlib import Path
 import httpx
 import pytest
 
-import modelshop.demo
 from modelshop.cli import main
 from modelshop.settings import get_settings
 from modelshop.train import TrainConfig, run_training
-
-from .helpers import AUTH, KEY, free_port, wait_healthy
+from tests.support import ADMIN_KEY, AUTH, customer_key, free_port, wait_healthy
 
 
 def one_line_error(capsys, argv) -> str:
@@ -47,15 +45,8 @@ def test_admin_only_serving_refuses_without_an_admin_key(settings, monkeypatch, 
 def test_plain_serve_starts_with_nothing_registered_and_takes_customer_keys(settings, toy_files):
     """No classifier yet and no admin key: it starts; a customer's key gets in (the billing gate is the
     default) and hears how to train a model; one trained meanwhile is served without a restart."""
-    from modelshop.billing.accounts import create_customer, create_plan
-    from modelshop.billing.keys import create_key
-    from modelshop.billing.plans import load_plan_file
-    from modelshop.db import get_database
-
-    db = get_database(settings)
-    create_plan(db, load_plan_file(Path(modelshop.demo.__file__).parent / "plans" / "free.yaml"), actor="test")
-    key = create_key(db, create_customer(db, "Acme", "free", actor="test")["id"], actor="test")["key"]
-    customer = {"Authorization": f"Bearer {key}"}
+    customer = customer_key(settings)
+    key = customer["Authorization"].removeprefix("Bearer ")
     port = free_port()
     env = {k: v for k, v in os.environ.items() if k not in ("MODELSHOP_ADMIN_KEY", "MODELSHOP_SERVE_GATE")}
     proc = serve_command(port, {**env, "PYTHONUNBUFFERED": "1"})
@@ -88,7 +79,7 @@ def test_optimize_needs_data(settings, capsys):
 
 def test_serve_command_prints_the_url_and_serves(fresh_settings):
     port = free_port()
-    env = {**os.environ, "MODELSHOP_HOME": str(fresh_settings.home), "MODELSHOP_ADMIN_KEY": KEY,
+    env = {**os.environ, "MODELSHOP_HOME": str(fresh_settings.home), "MODELSHOP_ADMIN_KEY": ADMIN_KEY,
            "PYTHONUNBUFFERED": "1", "MODELSHOP_PROGRESS": "false"}
     proc = serve_command(port, env)
     try:
@@ -100,4 +91,4 @@ def test_serve_command_prints_the_url_and_serves(fresh_settings):
     finally:
         proc.send_signal(signal.SIGINT)
         proc.wait(timeout=30)
-    assert KEY not in proc.stdout.read()  # keys are never logged
+    assert ADMIN_KEY not in proc.stdout.read()  # keys are never logged

@@ -10,10 +10,9 @@ import pytest
 
 from modelshop.client import AsyncClient
 from modelshop.errors import NotFound, PayloadTooLarge, ValidationError
-from modelshop.serve import create_app
 from modelshop.gate import AdminKeyGate, UnmeteredCall
-
-from .helpers import KEY, make_settings
+from modelshop.serve import create_app
+from tests.support import ADMIN_KEY, make_settings
 
 
 class RecordingGate(AdminKeyGate):
@@ -50,7 +49,7 @@ def test_async_client_all_routes_and_metering(served_settings, tiny_bert):
 
     async def main():
         transport = httpx.ASGITransport(app=app)
-        async with AsyncClient("http://modelshop.test", KEY, transport=transport) as c:
+        async with AsyncClient("http://modelshop.test", ADMIN_KEY, transport=transport) as c:
             assert (await c.health())["status"] == "unavailable"  # no lifespan here: models load on first use
             top = await c.predict("terrible, broken, awful", model="fast")
             assert top[0]["label"] == "bad"

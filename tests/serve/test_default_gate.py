@@ -7,18 +7,15 @@ from fastapi.testclient import TestClient
 from pydantic import SecretStr
 
 from modelshop.billing import BillingGate
-from modelshop.platform import build_app
-from modelshop.platform import make_gate
 from modelshop.gate import AdminKeyGate
+from modelshop.platform import build_app, make_gate
 from modelshop.settings import Settings
-
-from .helpers import AUTH, KEY
-from .test_ops import customer_key
+from tests.support import ADMIN_KEY, AUTH, customer_key
 
 
 def test_a_plain_server_takes_customer_keys_and_the_admin_key(fresh_settings, monkeypatch):
     monkeypatch.delenv("MODELSHOP_SERVE_GATE", raising=False)
-    plain = Settings(home=fresh_settings.home, progress=False, admin_key=SecretStr(KEY))  # no serve_gate given
+    plain = Settings(home=fresh_settings.home, progress=False, admin_key=SecretStr(ADMIN_KEY))  # no serve_gate given
     assert plain.serve_gate == "billing" and isinstance(make_gate(plain), BillingGate)
     customer = customer_key(plain)
     with TestClient(build_app(plain)) as c:
@@ -30,7 +27,7 @@ def test_a_plain_server_takes_customer_keys_and_the_admin_key(fresh_settings, mo
 
 def test_admin_only_is_the_opt_out(fresh_settings, monkeypatch):
     monkeypatch.setenv("MODELSHOP_SERVE_GATE", "admin")
-    admin_only = Settings(home=fresh_settings.home, progress=False, admin_key=SecretStr(KEY))
+    admin_only = Settings(home=fresh_settings.home, progress=False, admin_key=SecretStr(ADMIN_KEY))
     assert isinstance(make_gate(admin_only), AdminKeyGate)
     customer = customer_key(admin_only)
     with TestClient(build_app(admin_only)) as c:

@@ -10,8 +10,7 @@ from fastapi.testclient import TestClient
 
 from modelshop.platform import build_app
 from modelshop.serve.embeddings import embed
-
-from .helpers import AUTH, KEY, live_server, make_settings
+from tests.support import ADMIN_KEY, AUTH, live_server, make_settings
 
 
 @pytest.fixture(scope="module")
@@ -66,7 +65,7 @@ def test_openai_client_with_the_real_minilm(served_settings, monkeypatch):
     from openai import OpenAI
 
     with live_server(build_app(served_settings)) as url:
-        client = OpenAI(base_url=f"{url}/v1", api_key=KEY, max_retries=0)
+        client = OpenAI(base_url=f"{url}/v1", api_key=ADMIN_KEY, max_retries=0)
         question = ["How do I reset my password?"]
         docs = ["Steps to change a forgotten password", "Shipping costs for orders to Europe",
                 "Our office opening hours"]

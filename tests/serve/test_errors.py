@@ -6,8 +6,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from modelshop.platform import build_app
-
-from .helpers import AUTH, make_settings
+from tests.support import AUTH, make_settings
 
 
 def error_of(r, status: int, error_type: str) -> str:

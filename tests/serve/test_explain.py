@@ -6,7 +6,7 @@ import math
 
 import pytest
 
-from .helpers import AUTH
+from tests.support import AUTH
 
 
 def explain(client, model, text, **extra):

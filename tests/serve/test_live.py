@@ -11,8 +11,7 @@ import pytest
 from modelshop.client import Client
 from modelshop.errors import NotFound, Overloaded, Unauthorized, ValidationError
 from modelshop.platform import build_app
-
-from .helpers import AUTH, KEY, live_server, make_settings
+from tests.support import ADMIN_KEY, AUTH, live_server, make_settings
 
 
 @pytest.fixture(scope="module")
@@ -37,7 +36,7 @@ def test_huggingface_hub_inference_client(live, monkeypatch):
     # only to our own server, so lift it for this test.
     monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
 
-    hf = InferenceClient(base_url=f"{live}/models/toy", api_key=KEY)
+    hf = InferenceClient(base_url=f"{live}/models/toy", api_key=ADMIN_KEY)
     out = hf.text_classification("great product, works well", top_k=2)
     assert {o.label for o in out} == {"good", "bad"}
     assert sum(o.score for o in out) == pytest.approx(1.0, abs=1e-6)
@@ -46,7 +45,7 @@ def test_huggingface_hub_inference_client(live, monkeypatch):
 
 
 def test_our_client_against_the_server(live):
-    with Client(live, api_key=KEY) as c:
+    with Client(live, api_key=ADMIN_KEY) as c:
         assert c.health()["status"] == "ok"
         top = c.predict("terrible, broken, awful", model="fast")
         assert top[0]["label"] == "bad"
@@ -102,7 +101,7 @@ def test_backpressure_is_429_with_retry_after(served_settings):
         assert r.status_code == 429
         assert r.json()["error_type"] == "overloaded" and "max_concurrent_requests" in r.json()["error"]
         assert int(r.headers["retry-after"]) >= 1
-        with Client(url, KEY) as c:
+        with Client(url, ADMIN_KEY) as c:
             assert c.classify("toy", "now there is room")[0]
             busy = _busy(url)
             with pytest.raises(Overloaded) as e:

@@ -9,11 +9,10 @@ import pytest
 from fastapi.testclient import TestClient
 
 from modelshop.inference import load_predictor, probabilities
-from modelshop.registry import Registry
 from modelshop.platform import build_app
+from modelshop.registry import Registry
 from modelshop.serve.runners import TransformerRunner
-
-from .helpers import AUTH, make_settings
+from tests.support import AUTH, make_settings
 
 MID = " ".join(["wonderful"] * 60)                       # 62 tokens: past the trained 32
 NEAR = "awful " + " ".join(["broken"] * 120)              # 123 tokens: near the 128 limit

@@ -3,32 +3,15 @@ when nothing is registered or Redis is unreachable."""
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
 from fastapi.testclient import TestClient
 from pydantic import SecretStr
 
-import modelshop.demo
 from modelshop.platform import build_app
-
-from .helpers import AUTH, make_settings
+from tests.support import AUTH, customer_key, make_settings
 
 METRICS_KEY = "test-metrics-key-0123456789"
 DOWN = "redis://127.0.0.1:1/0"   # a closed port: a real connection failure
-
-
-def customer_key(settings, plan: str = "free") -> dict[str, str]:
-    """A customer on a demo plan (free: a blocking quota of 1000 requests) and its key, as headers."""
-    from modelshop.billing.accounts import create_customer, create_plan
-    from modelshop.billing.keys import create_key
-    from modelshop.billing.plans import load_plan_file
-    from modelshop.db import get_database
-
-    db = get_database(settings)
-    create_plan(db, load_plan_file(Path(modelshop.demo.__file__).parent / "plans" / f"{plan}.yaml"), actor="test")
-    key = create_key(db, create_customer(db, "Acme", plan, actor="test")["id"], actor="test")["key"]
-    return {"Authorization": f"Bearer {key}"}
 
 
 @pytest.mark.parametrize("path", ["/metrics", "/info"])

@@ -8,10 +8,9 @@ import pytest
 from fastapi.testclient import TestClient
 
 from modelshop.inference import load_predictor
-from modelshop.registry import Registry
 from modelshop.platform import build_app
-
-from .helpers import AUTH, make_settings
+from modelshop.registry import Registry
+from tests.support import AUTH, make_settings
 
 LONG = " ".join(["wonderful"] * 150)  # 152 tokens: past the tiny BERT's 128 positions (toy was trained at 32)
 

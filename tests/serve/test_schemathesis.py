@@ -11,8 +11,7 @@ from hypothesis.configuration import set_hypothesis_home_dir
 from schemathesis.checks import not_a_server_error
 
 from modelshop.platform import build_app
-
-from .helpers import AUTH, make_settings
+from tests.support import AUTH, make_settings
 
 EXAMPLES_PER_OPERATION = 20
 

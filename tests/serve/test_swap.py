@@ -7,11 +7,10 @@ import time
 
 from fastapi.testclient import TestClient
 
-from modelshop.registry import Registry
 from modelshop.platform import build_app
+from modelshop.registry import Registry
 from modelshop.train import TrainConfig, run_training
-
-from .helpers import AUTH
+from tests.support import AUTH
 
 
 def test_promoting_swaps_the_version_without_dropping_requests(fresh_settings, toy_files):

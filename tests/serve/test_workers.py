@@ -16,14 +16,13 @@ import pytest
 from fastapi.testclient import TestClient
 
 from modelshop.errors import ModelError
-from modelshop.registry import Registry
 from modelshop.platform import build_app
+from modelshop.registry import Registry
 from modelshop.serve.pool import _classifier_runner
 from modelshop.serve.runners import TransformerRunner
 from modelshop.serve.workers import ProcessWorkers
 from modelshop.train import TrainConfig, run_training
-
-from .helpers import AUTH, FAST, KEY, free_port, make_settings, wait_healthy
+from tests.support import ADMIN_KEY, AUTH, FAST, free_port, make_settings, wait_healthy
 
 TEXTS = ["great product, works well", "awful service, never again", "late delivery and rude staff, the worst"]
 
@@ -116,7 +115,7 @@ def test_a_worker_killed_under_the_server_is_counted_and_replaced(served_setting
 
 def test_killing_the_server_leaves_no_worker_behind(served_settings):
     port = free_port()
-    env = {**os.environ, "MODELSHOP_HOME": str(served_settings.home), "MODELSHOP_ADMIN_KEY": KEY,
+    env = {**os.environ, "MODELSHOP_HOME": str(served_settings.home), "MODELSHOP_ADMIN_KEY": ADMIN_KEY,
            "MODELSHOP_PROGRESS": "false", "MODELSHOP_SERVE_PROCESSES": "true", "MODELSHOP_SERVE_WORKERS": "2",
            "MODELSHOP_DEFAULT_MODEL": "toy"}
     proc = subprocess.Popen([sys.executable, "-c", "from modelshop.cli import main; main()", "serve", "--port",

@@ -7,14 +7,13 @@ import math
 import os
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 
 from modelshop.db import Database
 from modelshop.registry import Registry
 from modelshop.settings import Settings
-from tests.serve.helpers import free_port
+from tests.support import free_port
 
 
 @pytest.mark.slow

@@ -13,12 +13,12 @@ from fastapi.testclient import TestClient
 
 from modelshop.errors import ModelError
 from modelshop.inference import load_predictor
+from modelshop.platform import build_app
 from modelshop.registry import META_FILE, Registry
 from modelshop.registry.tables import ModelVersion
-from modelshop.platform import build_app
 from modelshop.train import TrainConfig, run_training
 from modelshop.train.scoring import predict
-from tests.serve.helpers import AUTH, make_settings
+from tests.support import AUTH, make_settings
 
 CHANGED = (r"model file tfidf\.joblib of {what} changed since registration "
            r"\(sha256 [0-9a-f]{{64}}, registered [0-9a-f]{{64}}\); re-register it")

@@ -7,14 +7,13 @@ from pathlib import Path
 
 import pytest
 
+from modelshop.data import load_dataset
 from modelshop.errors import ValidationError
 from modelshop.inference import load_predictor
 from modelshop.registry import Registry
-from modelshop.data import load_dataset
 from modelshop.train import TrainConfig, evaluate, run_training, score_file
 from modelshop.train.pipeline import RunData, TrainResult, _train_into
-
-FAST = dict(epochs=2, batch_size=8, learning_rate=1e-3, warmup_ratio=0.0)
+from tests.support import FAST
 
 
 def test_tiny_bert_trains_evaluates_and_registers(settings, tiny_bert, toy_data):

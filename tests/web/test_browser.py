@@ -19,8 +19,8 @@ import pytest
 
 from modelshop.channels import channels
 from modelshop.db import get_database
-from tests.serve.helpers import live_server
-from tests.web.conftest import ADMIN_KEY, build_app
+from tests.support import ADMIN_KEY, live_server
+from tests.web.helpers import build_app
 
 CHROMIUM = Path("/usr/bin/chromium")
 ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
@@ -96,8 +96,8 @@ def test_chat_widget_to_the_console_labelling_and_tickets_pages(browser, bot_set
     """Ask the storefront's chat widget, get the FAQ answer, rate it down; label it in the console; then a
     hand-off answered in the console shows in the widget."""
     from modelshop.apps import feedback
-    from tests.apps.conftest import SHOP_FAQ
-    from tests.web.conftest import BOT
+    from tests.support import SHOP_FAQ
+    from tests.web.helpers import BOT
 
     question = "how can I send back something I bought?"
     with live_server(build_app(bot_settings)) as base:

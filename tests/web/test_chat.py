@@ -12,9 +12,8 @@ from pathlib import Path
 from fastapi.testclient import TestClient
 
 from modelshop.apps import feedback
-from tests.apps.conftest import SHOP_FAQ
-from tests.web.conftest import ADMIN_KEY, BOT, build_app
-from tests.web.test_console import csrf, login
+from tests.support import ADMIN_KEY, SHOP_FAQ
+from tests.web.helpers import BOT, build_app, csrf, login
 
 
 def test_no_bot_no_widget(app):

@@ -11,17 +11,8 @@ from fastapi.testclient import TestClient
 from modelshop.billing import accounts, invoices
 from modelshop.channels import attribution, commissions, partners
 from modelshop.db import get_database, utcnow
-from tests.web.conftest import ADMIN_KEY
-
-
-def csrf(html: str) -> str:
-    return re.search(r'name="csrf" value="([\w-]+)"', html).group(1)
-
-
-def login(client: TestClient, key: str):
-    """Log in as a browser does: the form (and its token cookie) first, then the key."""
-    token = csrf(client.get("/console/login").text)
-    return client.post("/console/login", data={"key": key, "csrf": token}, follow_redirects=False)
+from tests.support import ADMIN_KEY
+from tests.web.helpers import csrf, login
 
 
 def test_login_sets_an_httponly_cookie_and_never_a_url(app):

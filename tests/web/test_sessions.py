@@ -17,8 +17,8 @@ from modelshop.db import get_database, utcnow
 from modelshop.errors import Unauthorized
 from modelshop.web import sessions
 from modelshop.web.tables import WebSession
-from tests.web.conftest import ADMIN_KEY, build_app
-from tests.web.test_console import csrf, login
+from tests.support import ADMIN_KEY
+from tests.web.helpers import build_app, csrf, login
 
 
 def refused(client: TestClient, path: str = "/console") -> bool:
@@ -78,7 +78,7 @@ def test_a_changed_admin_key_ends_the_sessions_of_the_old_one(app, shop_settings
     with TestClient(app) as client:
         login(client, ADMIN_KEY)
         sid = client.cookies.get("ms_console")
-    rotated = build_app(shop_settings.model_copy(update={"admin_key": SecretStr("adm_" + "Rt7wQ" * 8)}))
+    rotated = build_app(shop_settings.model_copy(update={"admin_key": SecretStr(ADMIN_KEY + "-rotated")}))
     with TestClient(rotated) as client:
         client.cookies.set("ms_console", sid, path="/console")
         assert refused(client)

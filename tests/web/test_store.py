@@ -125,7 +125,7 @@ def test_language_switch(app):
 
 
 def test_storefront_offers_only_the_configured_plans(shop_settings):
-    from tests.web.conftest import build_app
+    from tests.web.helpers import build_app
 
     app = build_app(shop_settings.model_copy(update={"storefront_plans": ["free"]}))
     with TestClient(app) as client:
@@ -135,7 +135,7 @@ def test_storefront_offers_only_the_configured_plans(shop_settings):
 
 def test_create_app_mounts_the_routers_once(shop_settings):
     """`create_app` mounts every part's routers, each once."""
-    from tests.web.conftest import build_app
+    from tests.web.helpers import build_app
 
     app = build_app(shop_settings)
     paths = app.openapi()["paths"]  # warnings are errors: a router mounted twice fails here

@@ -7,7 +7,6 @@ from __future__ import annotations
 import re
 import uuid
 
-import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import func, select
 
@@ -16,7 +15,7 @@ from modelshop.channels.tables import Touch, Visit
 from modelshop.db import get_database, utcnow
 from modelshop.web.signing import signer
 from modelshop.web.visitors import VISITOR_COOKIE
-from tests.web.conftest import build_app
+from tests.web.helpers import build_app
 
 
 def visitor_cookie(response) -> str:
@@ -125,10 +124,8 @@ def test_a_referral_link_to_the_site_root_lands_on_the_storefront_and_counts_onc
     assert rows[code]["visits"] == 1
 
 
-def test_replicas_sharing_a_redis_share_the_address_budget(shop_settings):
-    from tests.billing.servers import redis_url_or_skip
-
-    shared = shop_settings.model_copy(update={"redis_url": redis_url_or_skip(pytest), "storefront_address_rpm": 4,
+def test_replicas_sharing_a_redis_share_the_address_budget(shop_settings, redis_url):
+    shared = shop_settings.model_copy(update={"redis_url": redis_url, "storefront_address_rpm": 4,
                                               "rate_limit_prefix": f"t{uuid.uuid4().hex[:12]}"})
     one, two = build_app(shared), build_app(shared)
     codes = []

@@ -18,7 +18,7 @@ from modelshop.billing.plans import parse_plan
 from modelshop.billing.tables import UsageEvent
 from modelshop.db import Database
 from modelshop.settings import get_settings
-from tests.billing.servers import ServerProcess, train_tfidf
+from tests.scenarios.servers import ServerProcess, train_tfidf
 
 
 def test_concurrent_calls_sharing_a_key_get_one_answer_and_scoped_keys_work(tmp_path, monkeypatch, settings):

@@ -1,7 +1,7 @@
-"""Real `modelshop serve` processes for the crash and two-replica tests.
+"""Real `modelshop serve` processes for the crash, two-replica and idempotency scenarios.
 
-`shop(...)` makes a home with a tfidf model registered (fast to train, so the tests spend their time
-on the server, not on training) in the given database; `ServerProcess` runs `modelshop serve` on it
+`train_tfidf(...)` registers a tfidf model in the current settings' home and database (fast to train, so
+the tests spend their time on the server, not on training); `ServerProcess` runs `modelshop serve` on it
 in a subprocess with the billing gate, waits for /health, and can be stopped or SIGKILLed.
 """
 
@@ -10,22 +10,11 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
-import time
 from pathlib import Path
 
-import httpx
-
-ADMIN_KEY = "proc-admin-" + "k" * 24
-START_TIMEOUT_S = 90.0   # generous: two cores shared with other work; a start normally takes a few seconds
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+from tests.support import ADMIN_KEY, START_TIMEOUT_S, free_port, wait_healthy
 
 
 def train_tfidf(tmp_path: Path, name: str = "m") -> None:
@@ -62,18 +51,12 @@ class ServerProcess:
                 env=env, stdout=out, stderr=subprocess.STDOUT)
 
     def wait_healthy(self, timeout: float = START_TIMEOUT_S) -> ServerProcess:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"server exited with {self.proc.returncode}: {self.tail()}")
-            try:
-                if httpx.get(f"{self.url}/health", timeout=2).status_code == 200:
-                    return self
-            except httpx.TransportError:
-                pass
-            time.sleep(0.1)
-        self.kill()
-        raise RuntimeError(f"server did not answer /health within {timeout:.0f} s: {self.tail()}")
+        try:
+            wait_healthy(self.port, self.proc, timeout, self.log)
+        except RuntimeError:
+            self.kill()
+            raise
+        return self
 
     def tail(self) -> str:
         return self.log.read_text(errors="replace")[-3000:] if self.log.exists() else ""
@@ -92,14 +75,3 @@ class ServerProcess:
             except subprocess.TimeoutExpired:
                 self.kill()
 
-
-def redis_url_or_skip(pytest) -> str:
-    """A flushed-prefix Redis on 127.0.0.1:6379, or skip with the reason."""
-    import redis
-
-    url = "redis://127.0.0.1:6379/0"
-    try:
-        redis.Redis.from_url(url, socket_connect_timeout=2).ping()
-    except redis.RedisError as e:
-        pytest.skip(f"Redis not reachable at 127.0.0.1:6379 ({type(e).__name__})")
-    return url

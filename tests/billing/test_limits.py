@@ -1,5 +1,6 @@
-"""Rate limits in the real Redis: two gates (two replicas) sharing it enforce one rpm limit; and what the
-limits and quotas do when Redis cannot be reached (a closed port: a real connection failure, no mock)."""
+"""The limiters: local token buckets refill over time; in the real Redis two gates (two replicas) share one
+rpm limit and the quota holds; and what the limits and quotas do when Redis cannot be reached (a closed
+port: a real connection failure, no mock)."""
 
 from __future__ import annotations
 
@@ -21,25 +22,9 @@ from modelshop.billing.limits import LocalLimiter, RedisLimiter, make_limiter
 from modelshop.errors import RateLimited, ServiceUnavailable
 from modelshop.gate import Units
 from modelshop.settings import Settings
-from tests.billing.conftest import ADMIN, make_plans
-from tests.serve.helpers import free_port
+from tests.support import ACTOR, free_port, make_plans
 
-REDIS_URL = "redis://127.0.0.1:6379/0"
 RPM = 30
-
-
-@pytest.fixture
-def redis_url():
-    import redis
-
-    client = redis.Redis.from_url(REDIS_URL, socket_connect_timeout=1)
-    try:
-        client.ping()
-    except redis.exceptions.ConnectionError as e:
-        pytest.skip(f"Redis not reachable at 127.0.0.1:6379 ({type(e).__name__})")
-    finally:
-        client.close()
-    return REDIS_URL
 
 
 async def _hammer(gates, principal, seconds: float) -> tuple[int, int, float]:
@@ -64,8 +49,8 @@ async def _hammer(gates, principal, seconds: float) -> tuple[int, int, float]:
 
 def test_two_replicas_share_one_rpm_limit(sqlite_db, plan_files, settings, redis_url):
     make_plans(sqlite_db, plan_files, "vol")
-    customer = create_customer(sqlite_db, "Rex", "vol", actor=ADMIN)
-    key = create_key(sqlite_db, customer["id"], rpm=RPM, actor=ADMIN)["key"]
+    customer = create_customer(sqlite_db, "Rex", "vol", actor=ACTOR)
+    key = create_key(sqlite_db, customer["id"], rpm=RPM, actor=ACTOR)["key"]
     shared = settings.model_copy(update={"redis_url": redis_url, "rate_limit_prefix": f"test-{uuid.uuid4().hex}"})
 
     async def go(config):
@@ -97,8 +82,8 @@ DOWN = "redis://127.0.0.1:1/0"   # a closed port: every call to it fails at once
 
 def test_an_unreachable_redis_admits_rate_limited_calls_and_warns_once(sqlite_db, plan_files, settings, caplog):
     make_plans(sqlite_db, plan_files, "vol")
-    customer = create_customer(sqlite_db, "Una", "vol", actor=ADMIN)
-    key = create_key(sqlite_db, customer["id"], rpm=1, actor=ADMIN)["key"]
+    customer = create_customer(sqlite_db, "Una", "vol", actor=ACTOR)
+    key = create_key(sqlite_db, customer["id"], rpm=1, actor=ACTOR)["key"]
     gate = BillingGate(settings.model_copy(update={"redis_url": DOWN}), sqlite_db)
 
     async def go():
@@ -120,8 +105,8 @@ def test_an_unreachable_redis_refuses_quota_and_wallet_calls_with_503(sqlite_db,
     """Under a blocking quota or a prepaid wallet the calls under way on other replicas are unknown while
     Redis is down, so (by default) the call is refused rather than let the quota or wallet be overspent."""
     make_plans(sqlite_db, plan_files, plan)
-    customer = create_customer(sqlite_db, "Quin", plan, actor=ADMIN)
-    key = create_key(sqlite_db, customer["id"], actor=ADMIN)["key"]
+    customer = create_customer(sqlite_db, "Quin", plan, actor=ACTOR)
+    key = create_key(sqlite_db, customer["id"], actor=ACTOR)["key"]
     gate = BillingGate(settings.model_copy(update={"redis_url": DOWN}), sqlite_db)
 
     async def go():
@@ -220,3 +205,34 @@ def test_rate_limit_headers_from_an_error():
     assert error_headers(e) == {
         "RateLimit-Limit": "5", "RateLimit-Remaining": "0", "RateLimit-Reset": "60", "Retry-After": "12"}
     assert error_headers(RateLimited("busy", retry_after=0.2)) == {"Retry-After": "1"}
+
+
+def test_local_buckets_refill_over_time():
+    now = [0.0]
+    limiter = LocalLimiter(clock=lambda: now[0])
+
+    async def take(n):
+        return [(await limiter.acquire(1, 60, None, 0)).allowed for _ in range(n)]
+
+    assert asyncio.run(take(61)) == [True] * 60 + [False]
+    now[0] = 2.5                                                 # 60 a minute: one a second
+    assert asyncio.run(take(3)) == [True, True, False]
+
+
+def test_redis_holds_are_shared_and_expire(settings, redis_url):
+    prefix = f"test-{uuid.uuid4().hex[:12]}"
+
+    async def go():
+        a, b = RedisLimiter(redis_url, prefix), RedisLimiter(redis_url, prefix)     # two replicas
+        try:
+            assert await a.reserve("quota:1:2026-11:requests", "x", 2, 30) == 2
+            assert await b.reserve("quota:1:2026-11:requests", "y", 3, 30) == 5
+            await a.release("quota:1:2026-11:requests", "x", 2)
+            assert await b.reserve("quota:1:2026-11:requests", "z", 1, 0.05) == 4
+            await asyncio.sleep(0.2)                                      # z expired; y is still held
+            assert await a.reserve("quota:1:2026-11:requests", "w", 1, 30) == 4
+        finally:
+            await a.close()
+            await b.close()
+
+    asyncio.run(go())

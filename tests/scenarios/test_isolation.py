@@ -14,35 +14,33 @@ import asyncio
 import re
 
 from fastapi.testclient import TestClient
-from pydantic import SecretStr
 
 from modelshop.billing import BillingGate
 from modelshop.billing.accounts import create_customer, create_plan
 from modelshop.billing.invoices import run_invoices
 from modelshop.billing.keys import create_key
 from modelshop.billing.plans import parse_plan
-from modelshop.platform import build_app
 from modelshop.gate import Units
-from tests.billing.conftest import serve_call
+from modelshop.platform import build_app
+from tests.support import ACTOR, AUTH, serve_call
 
-ADMIN_KEY = "iso-admin-" + "v" * 24
 OPERATOR_ROUTES = [("GET", "/apps/datasets", None), ("POST", "/apps/datasets/x/export", {}),
                    ("GET", "/apps/labels", None), ("POST", "/apps/labels/1", {"label": "good"}),
                    ("GET", "/apps/support/tickets", None), ("POST", "/apps/support/tickets/1/reply", {"text": "hi"})]
 
 
-def _world(sqlite_db, settings):
-    settings = settings.model_copy(update={"admin_key": SecretStr(ADMIN_KEY), "serve_gate": "billing"})
+def _world(sqlite_db, admin_settings):
+    settings = admin_settings.model_copy(update={"serve_gate": "billing"})
     gate = BillingGate(settings, sqlite_db)
     create_plan(sqlite_db, parse_plan({"code": "payg", "currency": "USD", "charges": [
-        {"metric": "requests", "model": "unit", "unit_price": "0.01"}]}), actor="test")
-    people = [create_customer(sqlite_db, name, "payg", actor="test") for name in ("Ann", "Ben")]
-    keys = [create_key(sqlite_db, c["id"], actor="test") for c in people]
+        {"metric": "requests", "model": "unit", "unit_price": "0.01"}]}), actor=ACTOR)
+    people = [create_customer(sqlite_db, name, "payg", actor=ACTOR) for name in ("Ann", "Ben")]
+    keys = [create_key(sqlite_db, c["id"], actor=ACTOR) for c in people]
     return settings, gate, people, keys
 
 
-def test_customer_key_reaches_nothing_of_the_operator_or_of_others(sqlite_db, settings):
-    settings, gate, (ann, ben), (ann_key, ben_key) = _world(sqlite_db, settings)
+def test_customer_key_reaches_nothing_of_the_operator_or_of_others(sqlite_db, admin_settings):
+    settings, gate, (ann, ben), (ann_key, ben_key) = _world(sqlite_db, admin_settings)
 
     async def use():
         for key, n in ((ann_key, 2), (ben_key, 3)):
@@ -51,7 +49,7 @@ def test_customer_key_reaches_nothing_of_the_operator_or_of_others(sqlite_db, se
         await gate.close()
 
     asyncio.run(use())
-    run = run_invoices(sqlite_db, gate.clock().strftime("%Y-%m"), actor="test")
+    run = run_invoices(sqlite_db, gate.clock().strftime("%Y-%m"), actor=ACTOR)
     invoice_of = {i["customer_id"]: i["id"] for i in run["invoices"]}
     app = build_app(settings, gate=gate)
     me = {"Authorization": f"Bearer {ann_key['key']}"}
@@ -87,4 +85,4 @@ def test_customer_key_reaches_nothing_of_the_operator_or_of_others(sqlite_db, se
         assert client.post(f"/v1/account/keys/{ben_key['id']}/revoke", headers=me).status_code == 404
         assert client.get("/v1/account", headers={"Authorization": f"Bearer {ben_key['key']}"}).status_code == 200
         # the admin key is not a customer: no account of its own to read through the customer routes
-        assert client.get("/v1/account", headers={"Authorization": f"Bearer {ADMIN_KEY}"}).status_code == 403
+        assert client.get("/v1/account", headers=AUTH).status_code == 403

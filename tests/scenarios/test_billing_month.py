@@ -18,22 +18,22 @@ from modelshop.billing.usage import usage_summary
 from modelshop.billing.wallet import topup, wallet
 from modelshop.db import utcnow
 from modelshop.gate import Units
-from tests.billing.conftest import ADMIN, gather_in_chunks, make_plans, serve_call
+from tests.support import ACTOR, gather_in_chunks, make_plans, serve_call
 
 
 def test_thousand_calls_bill_to_the_cent(db, plan_files, settings):
     make_plans(db, plan_files, "grad", "vol", "pack")
-    reseller = create_reseller(db, "northwind", "15", actor=ADMIN)
-    a = create_customer(db, "Alpha", "grad", actor=ADMIN)
-    b = create_customer(db, "Beta", "vol", email="ops@beta.example", actor=ADMIN)
-    c = create_customer(db, "Gamma", "pack", reseller_id=reseller["id"], actor=ADMIN)
-    key_a = create_key(db, a["id"], actor=ADMIN)["key"]
-    key_b = create_key(db, b["id"], models=["minilm"], rpm=100_000, tpm=10_000_000, actor=ADMIN)["key"]
-    key_c = create_key(db, c["id"], actor=ADMIN)["key"]
-    expiring_b = create_key(db, b["id"], expires=utcnow() + dt.timedelta(minutes=1), actor=ADMIN)["key"]
-    revoked_c = create_key(db, c["id"], actor=ADMIN)
-    revoke_key(db, revoked_c["id"], actor=ADMIN)
-    topup(db, c["id"], "10.00", actor=ADMIN)
+    reseller = create_reseller(db, "northwind", "15", actor=ACTOR)
+    a = create_customer(db, "Alpha", "grad", actor=ACTOR)
+    b = create_customer(db, "Beta", "vol", email="ops@beta.example", actor=ACTOR)
+    c = create_customer(db, "Gamma", "pack", reseller_id=reseller["id"], actor=ACTOR)
+    key_a = create_key(db, a["id"], actor=ACTOR)["key"]
+    key_b = create_key(db, b["id"], models=["minilm"], rpm=100_000, tpm=10_000_000, actor=ACTOR)["key"]
+    key_c = create_key(db, c["id"], actor=ACTOR)["key"]
+    expiring_b = create_key(db, b["id"], expires=utcnow() + dt.timedelta(minutes=1), actor=ACTOR)["key"]
+    revoked_c = create_key(db, c["id"], actor=ACTOR)
+    revoke_key(db, revoked_c["id"], actor=ACTOR)
+    topup(db, c["id"], "10.00", actor=ACTOR)
 
     now = utcnow() + dt.timedelta(minutes=5)   # the gate's clock: the expiring key has expired by then
     period = period_of(now, "month")
@@ -75,7 +75,7 @@ def test_thousand_calls_bill_to_the_cent(db, plan_files, settings):
     assert usage_summary(db, customer_id=b["id"], period=period)["totals"]["tokens"] == 2700
     assert usage_summary(db, customer_id=c["id"], period=period)["totals"]["characters"] == 66330
 
-    run = run_invoices(db, period, actor=ADMIN)
+    run = run_invoices(db, period, actor=ACTOR)
     inv = {i["customer_id"]: i for i in run["invoices"]}
     assert run["created"] == 3
     # Alpha: base 10.00; 400 requests - 50 free = 350: 100 × 0.05003 + 250 × 0.020012 = 10.006 → 10.01 (once)
@@ -89,15 +89,15 @@ def test_thousand_calls_bill_to_the_cent(db, plan_files, settings):
     assert (g["subtotal"], g["discount"], g["credits_applied"], g["total"]) == ("46.50", "6.98", "10.00", "29.52")
     assert all(i["currency"] == "USD" and i["status"] == "draft" for i in inv.values())
 
-    again = run_invoices(db, period, actor=ADMIN)               # re-running a period: same drafts, recomputed
+    again = run_invoices(db, period, actor=ACTOR)               # re-running a period: same drafts, recomputed
     assert again["created"] == 0 and again["updated"] == 3
     assert [i["total"] for i in again["invoices"]] == [i["total"] for i in run["invoices"]]
 
     _, end, _ = parse_period(period)
-    numbers = [finalize(db, inv[cid]["id"], actor=ADMIN, now=end)["number"] for cid in (a["id"], b["id"], c["id"])]
+    numbers = [finalize(db, inv[cid]["id"], actor=ACTOR, now=end)["number"] for cid in (a["id"], b["id"], c["id"])]
     assert numbers == ["INV-000001", "INV-000002", "INV-000003"]
     assert Decimal(wallet(db, c["id"])["balance"]) == 0
-    final = run_invoices(db, period, actor=ADMIN)
+    final = run_invoices(db, period, actor=ACTOR)
     assert final["unchanged"] == 3 and final["created"] == final["updated"] == 0
     assert {i["customer_id"]: i["total"] for i in final["invoices"]} == \
         {a["id"]: "20.01", b["id"]: "2.35", c["id"]: "29.52"}

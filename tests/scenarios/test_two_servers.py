@@ -19,7 +19,6 @@ import time
 import uuid
 
 import httpx
-import pytest
 from sqlalchemy import func, select
 
 from modelshop.billing.accounts import create_customer, create_plan
@@ -28,7 +27,7 @@ from modelshop.billing.plans import parse_plan
 from modelshop.billing.tables import UsageEvent
 from modelshop.db import Database
 from modelshop.settings import get_settings
-from tests.billing.servers import ServerProcess, redis_url_or_skip, train_tfidf
+from tests.scenarios.servers import ServerProcess, train_tfidf
 
 RPM, QUOTA = 30, 50
 CALLS = 120                  # per scenario, split evenly over the two replicas
@@ -60,8 +59,8 @@ def _events(db: Database, customer_id: int) -> int:
         return s.scalar(select(func.count()).select_from(UsageEvent).where(UsageEvent.customer_id == customer_id))
 
 
-def test_two_replicas_enforce_one_rpm_limit_and_one_quota(tmp_path, monkeypatch, settings, pg_url, capsys):
-    redis_url = redis_url_or_skip(pytest)
+def test_two_replicas_enforce_one_rpm_limit_and_one_quota(tmp_path, monkeypatch, settings, pg_url, redis_url,
+                                                          capsys):
     monkeypatch.setenv("MODELSHOP_DATABASE_URL", pg_url)
     get_settings.cache_clear()
     train_tfidf(tmp_path)

@@ -27,7 +27,7 @@ from modelshop.billing.plans import parse_plan
 from modelshop.billing.tables import UsageCounter, UsageEvent
 from modelshop.db import Database
 from modelshop.settings import get_settings
-from tests.billing.servers import ServerProcess, train_tfidf
+from tests.scenarios.servers import ServerProcess, train_tfidf
 
 CALLS = 240          # calls in the load
 CONCURRENCY = 24     # in flight at once

@@ -1,5 +1,6 @@
-"""One customer per e-mail: stored normalised (stripped, lower-case), a duplicate is a clear Conflict,
-customers without an e-mail may be many; migration billing_0003 brings existing rows to that rule."""
+"""Customers: one per e-mail, stored normalised (stripped, lower-case), a duplicate is a clear Conflict
+(also when two sign-ups race), customers without an e-mail may be many; migration billing_0003 brings
+existing rows to that rule."""
 
 from __future__ import annotations
 
@@ -7,24 +8,26 @@ import pytest
 import sqlalchemy as sa
 
 from modelshop.billing.accounts import create_customer, list_customers
+from modelshop.billing.tables import Customer
 from modelshop.db import Database
 from modelshop.db.migrate import upgrade
 from modelshop.errors import Conflict, ValidationError
-from tests.billing.conftest import ADMIN, make_plans
+from tests.billing.races import race
+from tests.support import ACTOR, make_plans
 
 
 def test_email_is_normalised_and_unique(db, plan_files):
     make_plans(db, plan_files, "grad")
-    ann = create_customer(db, "Ann", "grad", email="  Ann@Example.COM ", actor=ADMIN)
+    ann = create_customer(db, "Ann", "grad", email="  Ann@Example.COM ", actor=ACTOR)
     assert ann["email"] == "ann@example.com"
     for variant in ("ann@example.com", "ANN@EXAMPLE.COM", " ann@Example.com\t"):
         with pytest.raises(Conflict) as e:
-            create_customer(db, "Other", "grad", email=variant, actor=ADMIN)
+            create_customer(db, "Other", "grad", email=variant, actor=ACTOR)
         assert e.value.message == "a customer with e-mail ann@example.com already exists"
     for name in ("No mail 1", "No mail 2"):   # no e-mail (NULL) is not a duplicate
-        assert create_customer(db, name, "grad", actor=ADMIN)["email"] is None
+        assert create_customer(db, name, "grad", actor=ACTOR)["email"] is None
     with pytest.raises(ValidationError, match='email: "not-an-address" is not an e-mail address'):
-        create_customer(db, "Bad", "grad", email=" Not-An-Address ", actor=ADMIN)
+        create_customer(db, "Bad", "grad", email=" Not-An-Address ", actor=ACTOR)
     assert [c["email"] for c in list_customers(db)] == ["ann@example.com", None, None]
     # the database says the same to a write that skips the library
     with pytest.raises(sa.exc.IntegrityError), db.engine.begin() as c:
@@ -65,3 +68,17 @@ def test_migration_refuses_existing_shared_emails_with_the_fix(unmigrated):
     with pytest.raises(Conflict, match=r"customers 1, 3 share the e-mail ann@example.com .*"
                                        r"SET email = NULL WHERE id = 3\) and start again"):
         unmigrated.migrate()
+
+
+def test_two_signups_with_one_email_make_one_customer(db, plan_files):
+    make_plans(db, plan_files, "grad")
+    # both find no customer with the e-mail; one creates it and commits; the other goes on to insert
+    results = race(db.engine, "FROM billing_customers WHERE billing_customers.email =",
+                   lambda: create_customer(db, "Ann", "grad", email="ann@example.com", actor=ACTOR),
+                   lambda: create_customer(db, "Ann again", "grad", email="ann@example.com", actor=ACTOR))
+    refused = [r for r in results if isinstance(r, Exception)]
+    assert len(refused) == 1, results
+    assert isinstance(refused[0], Conflict)
+    assert refused[0].message == "a customer with e-mail ann@example.com already exists"
+    with db.session() as s:
+        assert s.scalars(sa.select(Customer.email)).all() == ["ann@example.com"]
