@@ -4,13 +4,13 @@ the `data profile` CLI and the HTML report; the warning for a language the token
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 from typer.testing import CliRunner
 
 from modelshop.data import detect_languages, load_dataset, profile_dataset, profile_file, write_report
 from modelshop.data.languages import UNDETERMINED, tokenizer_coverage
-from tests.data.conftest import write_jsonl
 
 EN = ["Where is my parcel? It was due on Monday.", "I want a refund for the broken kettle.",
       "How do I change the password of my account?", "The courier left the box at the wrong address.",
@@ -18,6 +18,11 @@ EN = ["Where is my parcel? It was due on Monday.", "I want a refund for the brok
 ZH = ["我的快递三天了还没到", "怎么修改密码？", "水壶坏了，我要退款。", "快递员把包裹送错地址了",
       "请取消我的订阅并开发票", "客服很耐心，谢谢你们！"]
 RU = ["Где мой заказ? Уже неделя прошла.", "Верните деньги за сломанный чайник, пожалуйста."]
+
+
+def write_jsonl(path: Path, rows: list[dict]) -> Path:
+    path.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), encoding="utf-8")
+    return path
 
 
 @pytest.fixture(scope="module")

@@ -80,12 +80,12 @@ def test_eval_reports_the_same_figures_per_language(mixed_model):
 def test_the_storefront_page_shows_the_per_language_table(mixed_model, tmp_path):
     import shutil
 
-    from tests.web.helpers import build_app
+    from modelshop.platform import build_app
 
     settings, result, _ = mixed_model
     home = tmp_path / "home"
     shutil.copytree(settings.home, home)
-    with TestClient(build_app(make_settings(home, serve_gate="billing"))) as client:
+    with TestClient(build_app(make_settings(home))) as client:
         html = client.get("/store/mixed").text
     table = html[html.index('<table id="per-language">'):]
     table = table[:table.index("</table>")]
