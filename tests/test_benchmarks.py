@@ -14,7 +14,8 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[1]
 SCRIPT = re.compile(r"benchmarks/([a-z_]+\.py)")
-COMMAND = re.compile(r"^    (?:[A-Z_]+=\S+ )*\.venv/bin/(?:python benchmarks/[a-z_]+\.py|modelshop |python -m pytest )", re.M)
+COMMAND = re.compile(r"^    (?:[A-Z_]+=\S+ )*\.venv/bin/(?:python benchmarks/[a-z_]+\.py|modelshop |python -m pytest )",
+                     re.M)
 
 
 @pytest.mark.parametrize("doc", ["README.md", "BENCHMARKS.md"])

@@ -45,7 +45,8 @@ def one_line_error(proc) -> str:
     ("", [], "empty"),
     ('{"txt": "a", "label": "x"}\n{"txt": "b", "label": "y"}\n', ["--text-col", "txt_"], 'did you mean "txt"'),
     ('{"text": "a", "label": "x"}\n{"text": "b", "label": "x"}\n', [], "one class only"),
-    ('{"text": "a", "label": "x"}\n{"text": "b", "label": "y"}\n', ["--base-model", "/no/such/dir"], "unknown base model"),
+    ('{"text": "a", "label": "x"}\n{"text": "b", "label": "y"}\n', ["--base-model", "/no/such/dir"],
+     "unknown base model"),
     ('{"text": "a", "label": "x"}\n{"text": "b", "label": "y"}\n', ["--epochs", "0"], "epochs: must be"),
 ])
 def test_train_bad_input_is_one_line(tmp_path, content, args, match):

@@ -67,7 +67,7 @@ def test_two_replicas_share_one_rpm_limit(sqlite_db, plan_files, settings, redis
     overshoot = allowed - ceiling
     print(f"\nredis, 2 replicas × 4 workers, rpm {RPM}, {elapsed:.2f} s: {allowed} admitted, {refused} refused, "
           f"ceiling {ceiling:.2f}, overshoot {overshoot:+.2f}")
-    assert refused > 0 and RPM <= allowed and overshoot <= 0
+    assert refused > 0 and allowed >= RPM and overshoot <= 0
 
     # the same two replicas each with in-process buckets: each admits a full bucket (the reason for Redis)
     local = settings.model_copy(update={"redis_url": None})

@@ -108,7 +108,8 @@ def test_resellers_create_customers_under_them(app, world):
         assert [i["amount"] for i in mine if i["customer_id"] == made["customer"]["id"]] == ["45.00"]
         binding = client.get(f"/admin/customers/{made['customer']['id']}/channel", headers=bearer(ADMIN_KEY)).json()
         assert binding["channel"] == a["channel"]["code"] and binding["model"] == "partner"
-        r = client.post("/v1/partner/customers", json={"name": "X", "plan": "pro"}, headers=bearer(world["keys"][b["id"]]))
+        r = client.post("/v1/partner/customers", json={"name": "X", "plan": "pro"},
+                        headers=bearer(world["keys"][b["id"]]))
         assert r.status_code == 403 and "only a reseller" in r.json()["error"]
         r = client.post("/v1/partner/customers", json={"name": "Y", "plan": "prro"},
                         headers=bearer(world["keys"][a["id"]]))

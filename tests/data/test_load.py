@@ -89,7 +89,7 @@ def test_json_array_tsv_and_utf8_bom(tmp_path: Path) -> None:
     arr.write_text(json.dumps([{"text": "x", "label": "p"}, {"text": "y", "label": "q"}]), encoding="utf-8")
     assert load_dataset(arr).labels == ["p", "q"]
     tsv = tmp_path / "a.tsv"
-    tsv.write_bytes(codecs.BOM_UTF8 + "text\tlabel\n你好, 世界\tgreet\n".encode("utf-8"))
+    tsv.write_bytes(codecs.BOM_UTF8 + "text\tlabel\n你好, 世界\tgreet\n".encode())
     ds = load_dataset(tsv)
     assert ds.texts == ["你好, 世界"] and ds.text_col == "text"  # BOM not glued to the header
 
@@ -181,22 +181,26 @@ def test_empty_folder(tmp_path: Path) -> None:
 
 
 def test_misspelt_column_suggests_nearest(en_csv: Path) -> None:
-    with pytest.raises(ValidationError, match=r"has no column 'lable' \(did you mean \"label\"\?\); columns found: text, label"):
+    with pytest.raises(ValidationError,
+                       match=r"has no column 'lable' \(did you mean \"label\"\?\); columns found: text, label"):
         load_dataset(en_csv, label_col="lable")
 
 
 def test_undetectable_column_lists_columns(tmp_path: Path) -> None:
     path = write_jsonl(tmp_path / "odd.jsonl", [{"payload": "a", "kind": "b"}])
-    with pytest.raises(ValidationError, match=r"which column holds the text; columns found: payload, kind; pass text_col"):
+    with pytest.raises(ValidationError,
+                       match=r"which column holds the text; columns found: payload, kind; pass text_col"):
         load_dataset(path)
-    with pytest.raises(ValidationError, match=r"which column holds the label; columns found: payload, kind; pass label_col"):
+    with pytest.raises(ValidationError,
+                       match=r"which column holds the label; columns found: payload, kind; pass label_col"):
         load_dataset(path, text_col="payload")
 
 
 def test_misspelt_column_found_by_auto_detection(tmp_path: Path) -> None:
     path = tmp_path / "typo.csv"
     path.write_text("text,lable\nhi,x\n", encoding="utf-8")
-    with pytest.raises(ValidationError, match=r"holds the label \(did you mean \"lable\"\?\); columns found: text, lable"):
+    with pytest.raises(ValidationError,
+                       match=r"holds the label \(did you mean \"lable\"\?\); columns found: text, lable"):
         load_dataset(path)
 
 
@@ -210,7 +214,8 @@ def test_semicolon_csv_gets_a_separator_hint(tmp_path: Path) -> None:
 def test_latin1_file_names_offset_and_line(tmp_path: Path) -> None:
     path = tmp_path / "latin.csv"
     path.write_bytes("text,label\nnaïve café,x\n".encode("latin-1"))
-    with pytest.raises(ValidationError, match=r"latin\.csv is not UTF-8: byte 0xef at byte offset 13 \(line 2\) is invalid; re-save it as UTF-8"):
+    with pytest.raises(ValidationError, match=r"latin\.csv is not UTF-8: byte 0xef at byte offset 13 \(line 2\) "
+                                              r"is invalid; re-save it as UTF-8"):
         load_dataset(path)
 
 

@@ -32,7 +32,8 @@ def _support_ds() -> Dataset:
         ("something entirely different about cooking pasta", "animals"),
     ]
     return Dataset(texts=[t for t, _ in rows], labels=[lab for _, lab in rows], multi_label=False,
-                   source="support.jsonl", warnings=["dropped 1 row(s) with an empty 'label' label (rows 12); fill them in"])
+                   source="support.jsonl",
+                   warnings=["dropped 1 row(s) with an empty 'label' label (rows 12); fill them in"])
 
 
 def test_profile_sections() -> None:
@@ -64,7 +65,8 @@ def test_profile_sections() -> None:
 
 def test_leakage_exact_normalized_and_near() -> None:
     train = _support_ds()
-    eval_ds = Dataset(texts=["my refund has not arrived", "THE QUICK BROWN FOX JUMPS OVER THE LAZY DOG NEAR THE RIVER BANK TODAY...",
+    eval_ds = Dataset(texts=["my refund has not arrived",
+                             "THE QUICK BROWN FOX JUMPS OVER THE LAZY DOG NEAR THE RIVER BANK TODAY...",
                              "the quick brown fox jumps over the lazy dogs near the river bank today",
                              "a brand new question", "另一个新问题"],
                       labels=["refund", "animals", "animals", "new", "refund"], multi_label=False)

@@ -14,6 +14,7 @@ from modelshop.inference import load_predictor
 from modelshop.inference.base import input_limit
 from modelshop.inference.transformer import PACK_WIDTH, attention_groups
 
+
 def ids_of(predictor, n_tokens: int, seed: int) -> list[int]:
     """[CLS] word pieces [SEP], exactly `n_tokens` long."""
     rng = random.Random(seed)

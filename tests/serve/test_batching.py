@@ -115,9 +115,8 @@ def test_max_wait_gathers_a_bigger_batch():
 def test_slots_refuse_past_the_limit():
     slots = Slots(2, Metrics())
     with slots.take(), slots.take():
-        with pytest.raises(Overloaded, match="2 requests in flight") as e:
-            with slots.take():
-                pass
+        with pytest.raises(Overloaded, match="2 requests in flight") as e, slots.take():
+            pass
         assert e.value.status_code == 429 and e.value.retry_after >= 1
     with slots.take():
         assert slots.used == 1

@@ -75,4 +75,5 @@ def test_async_client_all_routes_and_metering(served_settings, tiny_bert):
     assert routes == ["/predict", "/models/{name}", "/v1/embeddings", "/explain", "/predict"]  # the replay: once
     assert gate.recorded[-1].idempotency_key == "retry-1" and gate.recorded[-1].model == "fast:1"
     assert gate.recorded[0].units.tokens > 0 and gate.recorded[0].units.characters == len("terrible, broken, awful")
-    assert [m for m, _ in gate.admitted] == ["fast:1", "toy:1", tiny_bert.name, "toy:1", "fast:1"]  # NAME:VERSION served
+    # the NAME:VERSION served
+    assert [m for m, _ in gate.admitted] == ["fast:1", "toy:1", tiny_bert.name, "toy:1", "fast:1"]

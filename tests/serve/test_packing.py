@@ -12,7 +12,8 @@ from modelshop.inference.transformer import pack_rows, quantize_int8
 from modelshop.registry import Registry
 from modelshop.serve.runners import TransformerRunner
 
-WORDS = "great awful product service delivery refund never again very happy broken late fast".split()
+WORDS = ["great", "awful", "product", "service", "delivery", "refund", "never", "again", "very", "happy", "broken",
+         "late", "fast"]
 
 
 def texts(n: int, seed: int = 0) -> list[str]:

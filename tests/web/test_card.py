@@ -55,6 +55,6 @@ def test_a_model_row_shows_its_base_model_without_the_folder():
                        base_model="/srv/checkpoints/acme-bert-tiny", path="support/v3", multi_label=False,
                        labels=["bad", "good"], metrics={})
     shown = public_model(row)
-    assert shown["base_model"] == "acme-bert-tiny" and shown["ref"] == "support:3" and shown["labels"] == ["bad", "good"]
+    assert (shown["base_model"], shown["ref"], shown["labels"]) == ("acme-bert-tiny", "support:3", ["bad", "good"])
     row.base_model = "bert-base-chinese"
     assert public_model(row)["base_model"] == "bert-base-chinese"

@@ -67,8 +67,9 @@ def state(db) -> dict[str, int]:
 
 def form_for(w: dict, token: str) -> dict:
     """Fields that would make any console form do something, were it accepted."""
-    return {"csrf": token, "name": "Sneaky", "kind": "campaign", "code": "sneaky", "channel": w["mine"]["channel"]["code"],
-            "month": period(0), "amount": "1", "csv": "channel,month,amount\nsneaky,2026-01,1\n", "label": "good",
+    return {"csrf": token, "name": "Sneaky", "kind": "campaign", "code": "sneaky",
+            "channel": w["mine"]["channel"]["code"], "month": period(0), "amount": "1",
+            "csv": "channel,month,amount\nsneaky,2026-01,1\n", "label": "good",
             "text": "hello", "percent": "50", "reason": "mine now", "email": "x@x.io"}
 
 

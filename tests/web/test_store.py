@@ -9,6 +9,7 @@ from fastapi.testclient import TestClient
 
 from modelshop.channels import analytics, attribution, channels
 from modelshop.db import get_database, utcnow
+from tests.support import bearer
 
 
 def test_model_page_shows_every_stage_and_records_the_touch(app, shop_settings):
@@ -74,7 +75,7 @@ def test_signup_binds_the_channel_and_shows_the_key_once(app, shop_settings):
         assert r.status_code == 200 and r.headers["cache-control"] == "no-store"
         key = re.search(r'id="api-key">(ms_live_[^<]+)<', r.text).group(1)
         assert "only time the key is shown" in r.text
-        p = client.post("/predict?model=support", json={"inputs": "love it"}, headers={"Authorization": f"Bearer {key}"})
+        p = client.post("/predict?model=support", json={"inputs": "love it"}, headers=bearer(key))
         assert p.status_code == 200 and p.headers["x-request-id"]
         # refused signups come back as the model page, the error beside the form and the values kept
         again = post(email="ANN@example.com")
