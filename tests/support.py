@@ -65,6 +65,12 @@ def shared_dataset(*parts: str) -> Path:
     return path
 
 
+def write_jsonl(path: Path, rows: list[dict]) -> Path:
+    """`rows` as a UTF-8 JSONL file (non-ASCII text kept as is)."""
+    path.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), encoding="utf-8")
+    return path
+
+
 def write_toy(folder: Path) -> tuple[Path, Path]:
     """A small separable good/bad problem as (train, eval) JSONL files in `folder`."""
     pos = ["great product, works well", "love it, fast delivery", "excellent service thank you",

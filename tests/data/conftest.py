@@ -1,29 +1,13 @@
-"""Small files written to tmp_path, in the formats and encodings users bring."""
+"""Small files written to tmp_path, in the formats and encodings users bring (their rows: samples.py)."""
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import pytest
 
-EN = [
-    ("I love this phone, the battery lasts for days", "positive"),
-    ("Terrible service, I want a refund", "negative"),
-    ("The screen is bright and sharp", "positive"),
-    ("It broke after one week", "negative"),
-]
-ZH = [
-    ("这个手机很好用，电池很耐用", "正面"),
-    ("服务太差了，我要退款", "负面"),
-    ("屏幕清晰，颜色鲜艳", "正面"),
-    ("用了一周就坏了", "负面"),
-]
-
-
-def write_jsonl(path: Path, rows: list[dict]) -> Path:
-    path.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), encoding="utf-8")
-    return path
+from tests.data.samples import EN, ZH
+from tests.support import write_jsonl
 
 
 @pytest.fixture

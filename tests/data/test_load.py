@@ -12,8 +12,8 @@ import pytest
 
 from modelshop.data import Dataset, load_dataset
 from modelshop.errors import ValidationError
-
-from .conftest import EN, ZH, write_jsonl
+from tests.data.samples import EN, ZH
+from tests.support import write_jsonl
 
 
 def test_csv_english(en_csv: Path) -> None:
