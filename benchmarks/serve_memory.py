@@ -16,6 +16,15 @@ over the tree is what the machine pays for each layout.
 
     .venv/bin/python benchmarks/serve_memory.py                            # the demo's data, minilm, N = 1, 2, 4
     .venv/bin/python benchmarks/serve_memory.py --home ~/.modelshop --model support-intent --workers 2
+    .venv/bin/python benchmarks/serve_memory.py --workers 2 --apps --requests 64   # + the demo's bot and FAQ
+    .venv/bin/python benchmarks/serve_memory.py --workers 2 --apps --embeddings --requests 64   # + /v1/embeddings
+
+`--apps` sets up what `modelshop demo` serves beside the model (its FAQ knowledge base `demo-faq` and
+the support bot `demo-support` on the model, `modelshop.demo.bot.seed_bot`) and, after the /predict
+texts, sends the same texts as bot messages and as FAQ questions, so the measure includes whatever
+the bot and the FAQ hold in the server: the models they run on, and any copy of their own.
+`--embeddings` also sends them to /v1/embeddings, so the server serves its embedding model (in-process
+and, with worker processes, in workers of its own) whether or not the apps run on it.
 
 Without --model it fine-tunes minilm for one epoch on the demo's bundled support messages (the
 model `modelshop demo` serves, minus seven epochs: the same architecture, labels and size) into a
@@ -84,7 +93,25 @@ def roles(root: int) -> list[tuple[str, int]]:
     return out
 
 
-def measure(home: Path, name: str, workers: int, processes: bool, texts: list[str]) -> list[dict]:
+def ask_apps(port: int, texts: list[str], apps: bool, embeddings: bool) -> None:
+    """Every text as a message to the demo's bot and as a question to its FAQ (`apps`), and to
+    /v1/embeddings (`embeddings`); all must answer 200."""
+    from modelshop.demo.bot import BOT_NAME, KB_NAME
+
+    calls = [("/v1/embeddings", lambda t: {"input": t})] if embeddings else []
+    if apps:
+        calls += [(f"/apps/support/{BOT_NAME}/message", lambda t: {"text": t}),
+                  (f"/apps/faq/{KB_NAME}/ask", lambda t: {"question": t})]
+    for path, body in calls:
+        result = sl.load(port, path, texts, body, seconds=120)
+        if result["ok"] != len(texts):
+            bad = next((a for a in result["answers"].values() if a[0] != 200), (None, b""))
+            raise RuntimeError(f"{path}: {len(texts) - result['ok']} of {len(texts)} requests failed: "
+                               f"{bad[0]} {bad[1][:300]!r}")
+
+
+def measure(home: Path, name: str, workers: int, processes: bool, texts: list[str],
+            apps: bool = False, embeddings: bool = False) -> list[dict]:
     port = sl.free_port()
     env = {"MODELSHOP_HOME": str(home), "MODELSHOP_ADMIN_KEY": sl.KEY, "MODELSHOP_PROGRESS": "false",
            "MODELSHOP_DEFAULT_MODEL": name, "TOKENIZERS_PARALLELISM": "false", "HF_HUB_OFFLINE": "1",
@@ -95,9 +122,12 @@ def measure(home: Path, name: str, workers: int, processes: bool, texts: list[st
         result = sl.load(port, f"/predict?model={name}", texts, sl.ours_body, seconds=120)
         if result["ok"] != len(texts):
             raise RuntimeError(f"{len(texts) - result['ok']} of {len(texts)} requests failed")
+        ask_apps(port, texts, apps, embeddings)
         time.sleep(1)  # let freed buffers settle
         found = roles(proc.pid)
-        if processes and sum(role == "worker" for role, _ in found) != workers:
+        running = sum(role == "worker" for role, _ in found)
+        # the embedding model, once served, has workers of its own
+        if processes and (running < workers if apps or embeddings else running != workers):
             raise RuntimeError(f"expected {workers} worker processes, found {[r for r, _ in found]}")
         return [{"role": role, "pid": pid, **smaps_rollup(pid)} for role, pid in found]
     except Exception:
@@ -128,6 +158,10 @@ def main() -> None:
     p.add_argument("--model", help="registered PyTorch model to serve (default: fine-tune one now)")
     p.add_argument("--workers", default="1,2,4", help="worker counts to measure, comma-separated")
     p.add_argument("--requests", type=int, default=256, help="texts sent to each server before measuring")
+    p.add_argument("--apps", action="store_true", help="also set up the demo's FAQ and support bot and send the "
+                   "texts to them too (as bot messages and as FAQ questions) before measuring")
+    p.add_argument("--embeddings", action="store_true", help="also send the texts to /v1/embeddings, so the "
+                   "server serves its embedding model whatever the apps do")
     args = p.parse_args()
     if not Path("/proc/self/smaps_rollup").exists():
         p.error("needs Linux 4.14+ (/proc/PID/smaps_rollup)")
@@ -147,15 +181,25 @@ def main() -> None:
         print(f"fine-tuning minilm on the demo's support messages (1 epoch) into {home} ...", flush=True)
         run_training(DEMO_DATA, name=name, settings=Settings(home=home, progress=False),
                      cfg=TrainConfig(base_model="minilm", epochs=1, tfidf_baseline=False, validation_fraction=0.0))
+    if args.apps:
+        from modelshop.demo.bot import seed_bot
+
+        bot = seed_bot(Settings(home=home, progress=False), name, DEMO_DATA)
+        print(f"bot {bot['name']} on {name}, FAQ {bot['kb']['name']}:{bot['kb']['version']} "
+              f"({bot['kb']['entries']} answers)", flush=True)
     texts = [json.loads(line)["text"] for line in DEMO_DATA.read_text().splitlines()]
     texts = (texts * (args.requests // len(texts) + 1))[:args.requests]
 
+    import modelshop
+
+    asked = (" + bot and FAQ" if args.apps else "") + (" + /v1/embeddings" if args.embeddings else "")
+    print(f"modelshop from {Path(modelshop.__file__).parent}", flush=True)
     summary = {}
     for n in counts:
-        summary[n] = report(f"{n} worker process(es) (MODELSHOP_SERVE_WORKERS={n}, MODELSHOP_SERVE_PROCESSES=true)",
-                            measure(home, name, n, True, texts))
-    threads = report(f"baseline: {counts[-1]} workers on threads of the server (MODELSHOP_SERVE_PROCESSES=false)",
-                     measure(home, name, counts[-1], False, texts))
+        summary[n] = report(f"{n} worker process(es) (MODELSHOP_SERVE_WORKERS={n}, MODELSHOP_SERVE_PROCESSES=true)"
+                            + asked, measure(home, name, n, True, texts, args.apps, args.embeddings))
+    threads = report(f"baseline: {counts[-1]} workers on threads of the server (MODELSHOP_SERVE_PROCESSES=false)"
+                     + asked, measure(home, name, counts[-1], False, texts, args.apps, args.embeddings))
     print("\nsummary (MB): workers | USS server | USS fork server | USS per worker | total PSS | "
           "total PSS on threads, same workers")
     for n, s in summary.items():

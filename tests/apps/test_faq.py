@@ -51,7 +51,8 @@ def test_versions_are_built_aside_and_promotable(tmp_path):
 def test_a_large_knowledge_base_answers_from_an_hnsw_index(tmp_path, shop_faq):
     settings = home_settings(tmp_path / "home", faq_exact_max_entries=4)
     kb = build_kb(shop_faq, "big", threshold=0.5, settings=settings)
-    assert kb["search"] == "hnsw" and (tmp_path / "home" / "apps" / kb["path"].split("apps/")[1] / "views.faiss").is_file()
+    assert kb["search"] == "hnsw"
+    assert (tmp_path / "home" / "apps" / kb["path"].split("apps/")[1] / "views.faiss").is_file()
     index = load_index(kb["path"])
     for eid, question, _ in SHOP_FAQ:
         assert ask("big", question, 1, settings=settings)["answers"][0]["id"] == eid

@@ -56,7 +56,8 @@ def test_label_queue_over_http(world, app):
 
 def test_the_queue_is_for_operators(world, app):
     with TestClient(app) as client:
-        plan = {"code": "labels", "currency": "USD", "charges": [{"metric": "requests", "model": "unit", "unit_price": "0.01"}]}
+        plan = {"code": "labels", "currency": "USD",
+                "charges": [{"metric": "requests", "model": "unit", "unit_price": "0.01"}]}
         assert client.post("/admin/plans", json=plan, headers=ADMIN).status_code in (200, 201)
         customer = client.post("/admin/customers", json={"name": "Labels Ltd", "plan": "labels"}, headers=ADMIN).json()
         key = client.post("/admin/keys", json={"customer_id": customer["id"]}, headers=ADMIN).json()["key"]

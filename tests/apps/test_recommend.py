@@ -18,7 +18,8 @@ TOPICS = {
     "space": ["Rocket launch guide", "Mars rover stories", "Astronomy for beginners", "The moon landing",
               "Telescopes explained", "Life on the space station", "Black holes and stars", "Satellites overhead",
               "Comets and asteroids"],
-    "cooking": ["Italian pasta recipes", "Baking sourdough bread", "Quick vegetarian dinners", "Knife skills in the kitchen",
+    "cooking": ["Italian pasta recipes", "Baking sourdough bread", "Quick vegetarian dinners",
+                "Knife skills in the kitchen",
                 "French pastry basics", "Spicy curry cookbook", "Grilling steak perfectly", "Soups for winter",
                 "Home made pizza dough"],
     "football": ["World cup history", "Football tactics explained", "Great goalkeepers", "Training like a striker",
@@ -95,12 +96,21 @@ def test_http_and_errors(shelf, tmp_path):
         assert bad.status_code == 404 and 'did you mean "shelf"' in bad.json()["error"]
         assert client.get("/apps/recommend/u1?k=0", headers=ADMIN).status_code == 422
         assert client.get("/apps/recommend/new?like=nothing-1", headers=ADMIN).status_code == 404
+        # tokens metered as the embedding model reads them, and only when it reads q: for a user without history
+        known = client.get("/apps/recommend/u1?k=3&q=rockets and planets", headers=ADMIN)
+        assert known.json()["strategy"] == "personal" and known.headers["x-compute-tokens"] == "0"
+        new = client.get("/apps/recommend/someone-new?k=3&q=rockets and planets", headers=ADMIN)
+        assert new.json()["strategy"] == "cold-start: popular + content"
+        embedder = app.state.modelshop.service.pool._embedder    # the server's: loaded by this call
+        read = sum(e.tokens for e in embedder.runner.prepare([("rockets and planets", None)], True))
+        assert new.headers["x-compute-tokens"] == str(read) and new.headers["x-compute-characters"] == "19"
     with pytest.raises(ValidationError, match="k must be"):
         recommend("u1", 0, settings=settings)
     with pytest.raises(NotFound, match='no item "space-99"'):
         recommend("x", like=["space-99"], settings=settings)
     (tmp_path / "i.csv").write_text("sku_code,label\n1,a\n")
-    with pytest.raises(ValidationError, match="cannot tell which column holds the item ids; columns found: sku_code, label"):
+    with pytest.raises(ValidationError,
+                       match="cannot tell which column holds the item ids; columns found: sku_code, label"):
         read_items(tmp_path / "i.csv")
     with pytest.raises(ValidationError, match="no column 'titel' \\(did you mean \"title\"\\?\\)"):
         read_items(folder / "items.csv", text_cols=["titel"])

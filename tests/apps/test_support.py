@@ -4,6 +4,7 @@ and the loop back from a down-rated answer to a dataset version and a retrained 
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 from fastapi.testclient import TestClient
@@ -25,7 +26,8 @@ def app(world):
 
 
 def _customer_key(client, models: list[str]) -> dict:
-    plan = {"code": "apps", "currency": "USD", "charges": [{"metric": "requests", "model": "unit", "unit_price": "0.01"}]}
+    plan = {"code": "apps", "currency": "USD",
+            "charges": [{"metric": "requests", "model": "unit", "unit_price": "0.01"}]}
     assert client.post("/admin/plans", json=plan, headers=ADMIN).status_code in (200, 201)
     customer = client.post("/admin/customers", json={"name": "Shop Ltd", "plan": "apps"}, headers=ADMIN).json()
     key = client.post("/admin/keys", json={"customer_id": customer["id"], "models": models}, headers=ADMIN).json()
@@ -85,7 +87,7 @@ def test_a_conversation_and_the_feedback_loop(world, app, tmp_path):
     from modelshop.demo import DATA
 
     v1 = feedback.export_dataset("helper", base=DATA, settings=world)
-    rows = [json.loads(line) for line in open(v1["path"], encoding="utf-8")]
+    rows = [json.loads(line) for line in Path(v1["path"]).read_text(encoding="utf-8").splitlines()]
     assert rows[-1] == {"text": "I was charged twice for my subscription this month", "label": "refund"}
     assert v1["version"] == 1 and v1["added"] >= 1 and v1["rows"] == 480 + v1["added"]
 
@@ -139,7 +141,8 @@ def test_bad_requests_are_one_line_errors(world, app):
         code, body = post("/apps/support/helpr2/message", {"text": "hi"})
         assert code == 404 and body["error"].startswith('no bot named "helpr2" (did you mean "helper2"?)')
         assert post("/apps/support/helper2/message", {"text": "  "}) == (422, {
-            "error": 'text is empty; send {"text": "your message"} with visible characters', "error_type": "validation"})
+            "error": 'text is empty; send {"text": "your message"} with visible characters',
+            "error_type": "validation"})
         assert post("/apps/support/helper2/message", {"text": "hi", "session_id": "nope"})[0] == 404
         assert post("/apps/support/helper2/message", {"txt": "hi"})[0] == 422
         assert post("/apps/support/helper2/turns/1/rating", {"rating": 9})[0] == 422

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import os
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import TypeVar
@@ -39,8 +40,9 @@ from modelshop.serve.runners import Seq
 from modelshop.serve.service import Service
 
 T = TypeVar("T")
-# App calls in flight at once, each on a thread that mostly waits for its batches (beyond this they queue).
-APP_THREADS = 16
+# App calls in flight at once (beyond this they queue): as many as the event loop's default executor
+# runs, which ran them before they had threads of their own.
+APP_THREADS = min(32, (os.cpu_count() or 1) + 4)
 
 
 def _seqs(texts: Sequence[str] | list[Seq]) -> list[Seq]:
