@@ -123,3 +123,7 @@ def test_direct_models_load_once_and_count_what_the_model_reads(world):
     assert embedded.tokens == 256 + first.count_tokens([QUESTION], task="embed")
     with pytest.raises(ValidationError, match="needs the classifier's NAME"):
         first.count_tokens([MESSAGE])
+    from modelshop.serve.direct_models import _predictor, unload
+
+    unload()                                               # what `modelshop demo` does before it serves
+    assert load_embedder.cache_info().currsize == _predictor.cache_info().currsize == 0

@@ -75,7 +75,9 @@ def run_demo(settings: Settings | None = None, *, epochs: int = 8, base_model: s
     out = {"profile": profile, "report": str(report), "train": result, **commerce, "channels": sold, "bot": bot}
     if serve:
         from modelshop.platform import run
+        from modelshop.serve.direct_models import unload
 
+        unload()  # the knowledge base's embedder, loaded here to build it: the server serves its own
         served = settings.model_copy(update={"serve_gate": "billing", "admin_key": SecretStr(admin_key)})
         url = f"http://{served.host}:{served.port}"
         # a reused key is not known here (only its hash is kept): the lines read it from $DEMO_KEY
