@@ -68,7 +68,8 @@ def main() -> None:
 
     print(f"knowledge base: {kb['entries']} entries, {kb['views']} views, built in {built:.1f} s; "
           f"threshold {threshold} ({kb['calibration']['method']}: quantile {kb['calibration'].get('quantile')} "
-          f"of {kb['calibration'].get('probes')} off-topic probes = {kb['calibration'].get('probe_score_at_quantile')}, "
+          f"of {kb['calibration'].get('probes')} off-topic probes = "
+          f"{kb['calibration'].get('probe_score_at_quantile')}, "
           f"floor {kb['calibration'].get('floor')})")
     print(f"queries: {len(questions)} stored questions, {len(rewordings)} rewordings over "
           f"{len({r['id'].rsplit('-', 1)[0] for r in rewordings})} categories, {len(offtopic)} off-topic "

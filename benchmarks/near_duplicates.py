@@ -4,7 +4,8 @@ Both look for pairs of distinct match keys (the texts as `data profile` sees the
 case and punctuation folded) whose character 3-gram Jaccard similarity is at least 0.8, each with
 128 hash functions; datasketch picks its own bands and rows for the 0.8 threshold ("datasketch") or
 is given ours ("ds 16×8": 16 bands of 8 rows, see near.py), and both keep a proposed pair when its
-signature estimate is ≥ 0.8, as `data profile` does. The truth is the exact Jaccard of every pair (a sparse product of the 3-gram
+signature estimate is ≥ 0.8, as `data profile` does. The truth is the exact Jaccard of every pair
+(a sparse product of the 3-gram
 sets, in blocks), so recall and precision are against all pairs, not a sample. Times are CPU
 seconds of this process (steadier than wall time on a shared machine).
 

@@ -84,8 +84,10 @@ def families(rng: random.Random) -> dict[str, Callable[[], str]]:
             lambda: f"+81 3-{d(rng, 4)}-{d(rng, 4)}", lambda: f"+81 90-{d(rng, 4)}-{d(rng, 4)}",
             lambda: f"+91 9{d(rng, 4)} {d(rng, 5)}", lambda: f"+55 11 9{d(rng, 4)}-{d(rng, 4)}",
             lambda: f"+61 2 {d(rng, 4)} {d(rng, 4)}", lambda: f"+61 4{d(rng, 2)} {d(rng, 3)} {d(rng, 3)}",
-            lambda: f"+7 495 {d(rng, 3)}-{d(rng, 2)}-{d(rng, 2)}", lambda: f"+34 6{d(rng, 2)} {d(rng, 2)} {d(rng, 2)} {d(rng, 2)}",
-            lambda: f"+65 {rng.choice('689')}{d(rng, 3)} {d(rng, 4)}", lambda: f"+852 {rng.choice('5689')}{d(rng, 3)} {d(rng, 4)}",
+            lambda: f"+7 495 {d(rng, 3)}-{d(rng, 2)}-{d(rng, 2)}",
+            lambda: f"+34 6{d(rng, 2)} {d(rng, 2)} {d(rng, 2)} {d(rng, 2)}",
+            lambda: f"+65 {rng.choice('689')}{d(rng, 3)} {d(rng, 4)}",
+            lambda: f"+852 {rng.choice('5689')}{d(rng, 3)} {d(rng, 4)}",
             lambda: f"+886 9{d(rng, 2)} {d(rng, 3)} {d(rng, 3)}", lambda: f"+82 10-{d(rng, 4)}-{d(rng, 4)}",
         ])()
 

@@ -50,7 +50,8 @@ def main() -> None:
     for r, h in enumerate(hist):
         popular[r, h] = -np.inf
     print(f"MovieLens 100K: {report['users']} users, {report['items']} items, {report['interactions']} training "
-          f"interactions; {len(targets)} held out (each user's last); fit + score in {time.perf_counter() - started:.1f} s "
+          f"interactions; {len(targets)} held out (each user's last); "
+          f"fit + score in {time.perf_counter() - started:.1f} s "
           f"(fit {fitted:.1f} s)")
     print(f"settings chosen on the training part: {report['params']} (validation {report.get('validation')})")
     results = {name: hit_ndcg(s, targets) for name, s in (("popularity", popular), ("ours: EASE + text, hybrid", ours))}

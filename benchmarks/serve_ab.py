@@ -1,7 +1,9 @@
 """A/B runs of server configurations on one model, for figures that one serve_load run is too noisy for.
 
 Each configuration is a JSON object of environment variables for `modelshop serve` (e.g.
-'{"MODELSHOP_SERVE_WORKERS": "1"}'; "servers": N starts N servers and spreads the clients over them); the configurations are run in turn, --reps times, each run sending
+'{"MODELSHOP_SERVE_WORKERS": "1"}'; "servers": N starts N servers and spreads the clients over them;
+any variable can be set, PYTHONPATH included, to serve another checkout of the code); the
+configurations are run in turn, --reps times, each run sending
 the test texts one per request from 32 keep-alive clients (serve_load's load generator), and the mean
 req/s of each is printed. On a shared 2-core VM single runs vary by ±10 %: compare means.
 

@@ -31,9 +31,10 @@ def load(rows: int, eval_rows: int):
 
 
 def ours(args) -> dict:
+    from sklearn.metrics import f1_score
+
     from modelshop.train.config import TrainConfig
     from modelshop.train.loop import encode, fit_transformer, predict_logits
-    from sklearn.metrics import f1_score
 
     (tx, ty), (ex, ey) = load(args.rows, args.eval_rows)
     labels = sorted(set(ty))
@@ -52,8 +53,14 @@ def trainer(args, pad_to_max: bool) -> dict:
     import torch
     import transformers
     from sklearn.metrics import f1_score
-    from transformers import (AutoModelForSequenceClassification, AutoTokenizer, DataCollatorWithPadding,
-                              Trainer, TrainingArguments, default_data_collator)
+    from transformers import (
+        AutoModelForSequenceClassification,
+        AutoTokenizer,
+        DataCollatorWithPadding,
+        Trainer,
+        TrainingArguments,
+        default_data_collator,
+    )
 
     from modelshop.train.base_models import minilm_path
 

@@ -133,7 +133,8 @@ class Settings(BaseSettings):
     support_max_unsure_turns: int = Field(
         2, ge=1, description="consecutive unsure replies after which a bot hands the session to a person")
     label_down_rating: int = Field(
-        2, ge=1, le=4, description="ratings 1..5 at or below this (and \"down\") put the message in the labelling queue")
+        2, ge=1, le=4,
+        description="ratings 1..5 at or below this (and \"down\") put the message in the labelling queue")
     recommend_cf_max_items: int = Field(
         10_000, ge=10, description="collaborative filtering (EASE) covers this many most-interacted items; the "
         "rest are ranked by their text alone (memory grows with its square)")

@@ -36,8 +36,7 @@ from modelshop.billing.plans import PlanSpec
 from modelshop.billing.pricing import usage_charges_minor
 from modelshop.billing.tables import Customer, Plan
 from modelshop.db import Database, get_database, utcnow
-from modelshop.errors import (Forbidden, PayloadTooLarge, PaymentRequired, QuotaExceeded, RateLimited,
-                              Unauthorized)
+from modelshop.errors import Forbidden, PayloadTooLarge, PaymentRequired, QuotaExceeded, RateLimited, Unauthorized
 from modelshop.gate import Call, Meter, Principal, StoredReply, Units, UnmeteredCall
 from modelshop.settings import Settings
 

@@ -50,9 +50,8 @@ def _check_line(session: Session, line: InvoiceLine) -> None:
 def _guard(session: Session, _context, _instances) -> None:
     with session.no_autoflush:
         for obj in list(session.dirty) + list(session.deleted):
-            if isinstance(obj, APPEND_ONLY):
-                if obj in session.deleted or session.is_modified(obj):
-                    raise Conflict(f"{type(obj).__tablename__} is append-only; record a correcting entry instead")
+            if isinstance(obj, APPEND_ONLY) and (obj in session.deleted or session.is_modified(obj)):
+                raise Conflict(f"{type(obj).__tablename__} is append-only; record a correcting entry instead")
         for obj in session.dirty:
             if isinstance(obj, Invoice) and session.is_modified(obj):
                 _check_invoice(obj, deleted=False)

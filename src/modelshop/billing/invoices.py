@@ -24,8 +24,7 @@ from modelshop.billing.accounts import load_customer, plan_spec
 from modelshop.billing.money import fmt
 from modelshop.billing.periods import parse_period
 from modelshop.billing.pricing import Line, discount_line, plan_lines
-from modelshop.billing.tables import (CreditNote, Customer, Invoice, InvoiceLine, Plan, Reseller, UsageEvent,
-                                      WalletEntry)
+from modelshop.billing.tables import CreditNote, Customer, Invoice, InvoiceLine, Plan, Reseller, UsageEvent, WalletEntry
 from modelshop.db import Database, utcnow
 from modelshop.errors import Conflict, NotFound, ValidationError
 

@@ -23,7 +23,6 @@ import math
 import threading
 import time
 from dataclasses import dataclass
-
 from typing import Literal
 
 import redis.asyncio as aioredis

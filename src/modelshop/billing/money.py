@@ -36,7 +36,7 @@ def exponent(currency: str) -> int:
 
 def parse_decimal(value: object, where: str) -> Decimal:
     """A non-negative exact Decimal from a string or an integer; floats are refused (they are inexact)."""
-    if isinstance(value, bool) or isinstance(value, float):
+    if isinstance(value, bool | float):
         raise ValidationError(f'{where}: {value!r} is a {type(value).__name__}; write amounts as strings, '
                               f'e.g. "{value}" (quoted), so they stay exact')
     if isinstance(value, int):

@@ -23,8 +23,17 @@ from pathlib import Path
 import yaml
 
 from modelshop.billing.plan_schema import (  # noqa: F401 - the plan vocabulary, importable from here too
-    CHARGE_KEYS, INTERVALS, METRICS, MODEL_FIELDS, PLAN_KEYS, PRICING_MODELS, QUOTA_ACTIONS, QUOTA_KEYS, TIER_KEYS,
-    PlanIn)
+    CHARGE_KEYS,
+    INTERVALS,
+    METRICS,
+    MODEL_FIELDS,
+    PLAN_KEYS,
+    PRICING_MODELS,
+    QUOTA_ACTIONS,
+    QUOTA_KEYS,
+    TIER_KEYS,
+    PlanIn,
+)
 from modelshop.errors import ValidationError
 
 

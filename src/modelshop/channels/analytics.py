@@ -136,7 +136,8 @@ def report(db: Database, settings: Settings, period: str) -> list[dict]:
                                      .where(Visit.occurred_at >= start, Visit.occurred_at < end,
                                             ~exists().where(Touch.visitor_id == Visit.visitor_id))) or 0)
         funnel = _funnel(s, start, end)
-        revenue = _by_channel(s, select(Attribution.channel_id, func.sum(_net()), func.count(distinct(Invoice.customer_id)))
+        revenue = _by_channel(s, select(Attribution.channel_id, func.sum(_net()),
+                                        func.count(distinct(Invoice.customer_id)))
                               .join(Attribution, Attribution.customer_id == Invoice.customer_id)
                               .where(Invoice.period == period, Invoice.status != "void", Invoice.currency == cur,
                                      _net() > 0).group_by(Attribution.channel_id))

@@ -12,8 +12,8 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Body, Depends
-from fastapi.security import HTTPAuthorizationCredentials
 from fastapi.responses import PlainTextResponse
+from fastapi.security import HTTPAuthorizationCredentials
 from pydantic import BaseModel, ConfigDict
 
 from modelshop.billing.api import actor
@@ -244,7 +244,8 @@ def payout_csv(_: Admin, db: Db, payout_id: int):
 
 @partner_router.get("")
 def me(who: Partner, db: Db) -> dict:
-    return {**partners.get_partner(db, who.partner_id), "channels": channels.list_channels(db, partner_id=who.partner_id)}
+    return {**partners.get_partner(db, who.partner_id),
+            "channels": channels.list_channels(db, partner_id=who.partner_id)}
 
 
 @partner_router.get("/customers")

@@ -103,7 +103,8 @@ def create_rule(db: Database, partner_id: int, kind: str, *, percent: object = N
     if kind == "percent":
         if (percent is None) == (tiers is None):
             raise ValidationError("a percent rule takes either percent (one rate) or tiers (rates by volume)")
-        fields["tiers"] = parse_tiers(tiers, currency) if tiers is not None else [[0, parse_percent(percent, "percent")]]
+        fields["tiers"] = (parse_tiers(tiers, currency) if tiers is not None
+                           else [[0, parse_percent(percent, "percent")]])
         if months is not None and (isinstance(months, bool) or not isinstance(months, int) or months < 1):
             raise ValidationError(f"months: expected a whole number of at least 1 (or none: forever), found {months!r}")
         fields["months"] = months
@@ -336,14 +337,16 @@ def payout(db: Database, partner_id: int, month: str, *, currency: str = "USD", 
         total = sum(c.amount_minor for c in due)
         if total <= 0:
             raise ValidationError(f"nothing to pay partner {partner_id} for {month}: approved entries net "
-                                  f"{fmt(total, currency)} {currency}; a negative balance is carried to the next statement")
+                                  f"{fmt(total, currency)} {currency}; a negative balance is carried to the next "
+                                  "statement")
         p = Payout(partner_id=partner_id, month=month, currency=currency, total_minor=total, entries=len(due),
                    created_at=utcnow())
         s.add(p)
         try:
             s.flush()
         except IntegrityError:
-            raise Conflict(f"the {month} statement of partner {partner_id} is being made right now; try again") from None
+            raise Conflict(f"the {month} statement of partner {partner_id} is being made right now; "
+                           "try again") from None
         now = utcnow()
         for c in due:
             c.status, c.paid_at, c.payout_id = "paid", now, p.id

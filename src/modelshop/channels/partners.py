@@ -185,7 +185,8 @@ def invoices(db: Database, partner_id: int, *, period: str | None = None) -> lis
     with db.session() as s:
         return [{"id": i.id, "number": f"INV-{i.number:06d}" if i.number else None, "customer_id": i.customer_id,
                  "customer": name, "period": i.period, "status": i.status, "currency": i.currency,
-                 "amount": fmt(i.subtotal_minor - i.discount_minor, i.currency), "total": fmt(i.total_minor, i.currency),
+                 "amount": fmt(i.subtotal_minor - i.discount_minor, i.currency),
+                 "total": fmt(i.total_minor, i.currency),
                  "paid_at": i.paid_at.isoformat() if i.paid_at else None} for i, name in s.execute(q)]
 
 

@@ -46,7 +46,8 @@ def _this_month() -> str:
 
 @channels_app.command("create")
 def channels_create(name: str = typer.Option(..., "--name"),
-                    kind: str = typer.Option(..., "--kind", help="direct, reseller, marketplace, affiliate or campaign"),
+                    kind: str = typer.Option(..., "--kind",
+                                             help="direct, reseller, marketplace, affiliate or campaign"),
                     code: str = typer.Option(None, "--code", help="referral code (default: made from the name)"),
                     partner: int = typer.Option(None, "--partner", help="id of the partner that owns it"),
                     json_out: bool = JSON):
@@ -54,7 +55,8 @@ def channels_create(name: str = typer.Option(..., "--name"),
     from modelshop.channels.channels import create_channel
 
     ch = create_channel(_db(), name, kind, code=code, partner_id=partner, actor=ACTOR)
-    _show(ch, json_out, f"channel {ch['id']} {ch['name']} ({ch['kind']}): referral code {ch['code']}  (?ref={ch['code']})")
+    _show(ch, json_out,
+          f"channel {ch['id']} {ch['name']} ({ch['kind']}): referral code {ch['code']}  (?ref={ch['code']})")
 
 
 @channels_app.command("list")
@@ -125,7 +127,8 @@ def channels_report(period: str = typer.Option(None, "--period", help="YYYY-MM (
     elif csv_out:
         typer.echo(report_csv(rows), nl=False)
     else:
-        head = f"{'code':<16}{'visits':>8}{'signups':>8}{'paying':>8}{'revenue':>12}{'cost':>12}{'cac':>10}{'ltv':>10}{'roi':>8}"
+        head = (f"{'code':<16}{'visits':>8}{'signups':>8}{'paying':>8}{'revenue':>12}{'cost':>12}"
+                f"{'cac':>10}{'ltv':>10}{'roi':>8}")
         typer.echo(head)
         for r in rows:
             typer.echo(f"{r['code']:<16}{r['visits']:>8}{r['signups']:>8}{r['paying']:>8}{r['revenue']:>12}"

@@ -12,7 +12,8 @@ def demo(epochs: int = typer.Option(8, help="fine-tuning epochs"),
          serve: bool = typer.Option(True, help="end by serving the model (Ctrl-C stops it)"),
          new_key: bool = typer.Option(False, "--new-key", help="rotate the demo customer's key and show the new "
                                                                "one (a later run keeps the key the first showed)"),
-         json_out: bool = typer.Option(False, "--json", help="print what the demo made as JSON (implies --no-serve)")) -> None:
+         json_out: bool = typer.Option(False, "--json",
+                                       help="print what the demo made as JSON (implies --no-serve)")) -> None:
     """Bundled data → profile → train minilm beside tfidf → register → plans, customer, key, channels, bot → serve."""
     from modelshop.demo import run_demo
 

@@ -28,7 +28,10 @@ def label(item_id: int = typer.Argument(None, help="item to label"),
         if label_ is None:
             raise ValidationError(f"give the label too: modelshop label {item_id} LABEL (or skip)")
         item = feedback.label_item(item_id, label_, by=by, allow_new=new)
-        emit_json(item) if json_out else typer.echo(f"item {item['id']}: {item['status']} {item['label'] or ''}".rstrip())
+        if json_out:
+            emit_json(item)
+        else:
+            typer.echo(f"item {item['id']}: {item['status']} {item['label'] or ''}".rstrip())
         return
     items = feedback.pending(dataset)
     if list_only or json_out or not sys.stdin.isatty():

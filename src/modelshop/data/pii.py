@@ -30,8 +30,10 @@ from collections.abc import Callable, Iterator
 import phonenumbers
 from phonenumbers import Leniency, PhoneNumberMatcher
 
-_EMAIL = re.compile(r"(?<![A-Za-z0-9._%+-])[A-Za-z0-9][A-Za-z0-9._%+-]*@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*\.[A-Za-z]{2,}(?![A-Za-z0-9])")
-_ID_CARD = re.compile(r"(?<![0-9A-Za-z])[1-9][0-9]{5}(?:18|19|20)[0-9]{2}(?:0[1-9]|1[0-2])(?:0[1-9]|[12][0-9]|3[01])[0-9]{3}[0-9Xx](?![0-9A-Za-z])")
+_EMAIL = re.compile(r"(?<![A-Za-z0-9._%+-])[A-Za-z0-9][A-Za-z0-9._%+-]*@"
+                    r"[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*\.[A-Za-z]{2,}(?![A-Za-z0-9])")
+_ID_CARD = re.compile(r"(?<![0-9A-Za-z])[1-9][0-9]{5}(?:18|19|20)[0-9]{2}(?:0[1-9]|1[0-2])"
+                      r"(?:0[1-9]|[12][0-9]|3[01])[0-9]{3}[0-9Xx](?![0-9A-Za-z])")
 _CARD = re.compile(r"(?<![0-9+])[0-9](?:[ -]?[0-9]){12,18}(?![0-9])")
 
 _ID_WEIGHTS = (7, 9, 10, 5, 8, 4, 2, 1, 6, 3, 7, 9, 10, 5, 8, 4, 2)
@@ -108,7 +110,8 @@ def _phone_spans(text: str) -> Iterator[tuple[int, int]]:
             yield match.start, match.end
 
 
-def _regex_spans(pattern: re.Pattern[str], valid: Callable[[str], bool] | None) -> Callable[[str], Iterator[tuple[int, int]]]:
+def _regex_spans(pattern: re.Pattern[str],
+                 valid: Callable[[str], bool] | None) -> Callable[[str], Iterator[tuple[int, int]]]:
     def spans(text: str) -> Iterator[tuple[int, int]]:
         for match in pattern.finditer(text):
             if valid is None or valid(match.group()):

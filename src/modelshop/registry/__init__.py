@@ -191,7 +191,8 @@ class Registry:
             names = list(s.scalars(select(ModelVersion.name).distinct()))
             if name not in names:
                 hint = did_you_mean(name, names) or (
-                    f" (registered: {', '.join(sorted(names))})" if names else " (no model is registered yet; run `modelshop train`)")
+                    f" (registered: {', '.join(sorted(names))})" if names
+                    else " (no model is registered yet; run `modelshop train`)")
                 raise NotFound(f'no model named "{name}"{hint}')
             raise NotFound(f'model "{name}" has no version {version}')
         return row

@@ -21,7 +21,6 @@ import uuid
 from collections.abc import Iterable
 
 import sqlalchemy.exc
-
 from fastapi import APIRouter, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response

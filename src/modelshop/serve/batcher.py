@@ -186,7 +186,7 @@ class Batcher:
             outputs = self._run([i.payload for i in batch])
         except ModelshopError as e:
             error = e
-        except Exception as e:  # noqa: BLE001 - any failure of the model answers its own inputs, not the loop
+        except Exception as e:
             log.exception("batch of %d inputs failed on %s", len(batch), self.name)
             error = ModelError(f"{self.name} failed on this batch: {type(e).__name__}: {e}")
         elapsed = time.perf_counter() - started

@@ -13,6 +13,7 @@ channels package owns them, and this one imports nothing above it.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 from dataclasses import dataclass
@@ -100,10 +101,8 @@ async def fingerprint(request: Request) -> str:
     """SHA-256 of what an Idempotency-Key names: method, path, query and body (JSON in canonical form,
     so the same object sent with other spacing or key order is the same request)."""
     body = await request.body()
-    try:
+    with contextlib.suppress(ValueError, UnicodeDecodeError):   # not JSON: the raw bytes are the request
         body = json.dumps(json.loads(body), sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
-    except (ValueError, UnicodeDecodeError):
-        pass
     query = "&".join(sorted(f"{k}={v}" for k, v in request.query_params.multi_items()))
     h = hashlib.sha256(f"{request.method}\n{request.url.path}\n{query}\n".encode())
     h.update(body)

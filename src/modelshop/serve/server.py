@@ -7,12 +7,11 @@ until then the model routes answer 404 saying how to train one."""
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Callable
 
 from modelshop.errors import ValidationError
 from modelshop.registry import Registry
-from modelshop.settings import Settings, get_settings
+from modelshop.settings import Settings
 
 
 def preflight(settings: Settings) -> list[str]:

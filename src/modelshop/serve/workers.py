@@ -17,6 +17,7 @@ the new one; after `close()` (a newer version took over) a late batch runs in th
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import multiprocessing
 import queue
@@ -190,10 +191,8 @@ class ProcessWorkers:
             children = list(self._children)
             self._children.clear()
         for child in children:
-            try:
+            with contextlib.suppress(OSError):   # a child that already died has closed its end
                 child.conn.send(None)
-            except OSError:
-                pass
         deadline = time.monotonic() + 10
         for child in children:
             child.process.join(max(0.1, deadline - time.monotonic()))

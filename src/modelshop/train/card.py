@@ -52,7 +52,8 @@ def model_card(*, name: str, base_model: str, family: str, labels: list[str], mu
     lines += ["## Figures (evaluation set)", "", "| metric | this model | tfidf baseline |", "| --- | --- | --- |"]
     for key in ("accuracy", "macro_f1", "micro_f1", "weighted_f1", "ece"):
         lines.append(f"| {key} | {_fmt(metrics.get(key))} | {_fmt(baseline.get(key)) if baseline else '—'} |")
-    lines += ["", "### Per class", "", "| label | precision | recall | F1 | support |", "| --- | --- | --- | --- | --- |"]
+    lines += ["", "### Per class", "", "| label | precision | recall | F1 | support |",
+              "| --- | --- | --- | --- | --- |"]
     for lab, m in metrics.get("per_class", {}).items():
         lines.append(f"| {lab} | {m['precision']:.3f} | {m['recall']:.3f} | {m['f1']:.3f} | {m['support']} |")
     lines.append("")
@@ -77,7 +78,8 @@ def model_card(*, name: str, base_model: str, family: str, labels: list[str], mu
                   f"p95 {profile.get('length', {}).get('p95')}, max {profile.get('length', {}).get('max')}; "
                   f"recommended max_length {profile.get('recommended_max_length')}",
                   f"- exact duplicates: {_count(profile.get('exact_duplicates'))}; near duplicates: "
-                  f"{_count(profile.get('near_duplicates'))}; conflicting labels: {_count(profile.get('conflicting_labels'))}",
+                  f"{_count(profile.get('near_duplicates'))}; "
+                  f"conflicting labels: {_count(profile.get('conflicting_labels'))}",
                   f"- train/eval leakage: {_count((profile.get('leakage') or {}).get('exact'))} exact",
                   f"- PII found: {profile.get('pii') or 'none'}",
                   f"- languages: {_languages(profile)}", ""]

@@ -30,7 +30,6 @@ from modelshop.train.metrics import compute_metrics, headline
 from modelshop.train.processes import process_state
 from modelshop.train.tfidf import fit_tfidf, save_tfidf
 
-
 MIN_ROWS_FOR_VALIDATION = 20  # below this, carving a validation split leaves too little to learn from
 
 
@@ -206,7 +205,7 @@ def _train_into(build: Path, cfg: TrainConfig, data: RunData, *, progress: bool,
                 "max_length": 1_000_000, "base_model": "tfidf", "threshold": cfg.threshold}
         baseline = None
     else:
-        from modelshop.train.loop import fit_transformer, encode, predict_logits
+        from modelshop.train.loop import encode, fit_transformer, predict_logits
 
         ckpt = cfg.checkpoint_dir or (runs_dir / build.name)
         run_cfg = cfg.replace(checkpoint_dir=ckpt)

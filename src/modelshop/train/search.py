@@ -26,7 +26,8 @@ def search(cfg: TrainConfig, train, val, label_names: list[str], multi_label: bo
             "weight_decay": trial.suggest_float("weight_decay", 0.0, 0.1),
         }
         trial_cfg = cfg.replace(**params, epochs=cfg.search_epochs or cfg.epochs,
-                                checkpoint_dir=cfg.checkpoint_dir / f"trial-{trial.number}" if cfg.checkpoint_dir else None)
+                                checkpoint_dir=(cfg.checkpoint_dir / f"trial-{trial.number}"
+                                                if cfg.checkpoint_dir else None))
         fit = fit_transformer(trial_cfg, train, val, label_names, multi_label, max_length,
                               balanced=balanced, progress=progress)
         trials.append({"trial": trial.number, **{k: (round(v, 6) if isinstance(v, float) else v)

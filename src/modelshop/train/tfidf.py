@@ -17,8 +17,8 @@ from sklearn.multiclass import OneVsRestClassifier
 from sklearn.pipeline import FeatureUnion, Pipeline
 from sklearn.preprocessing import MultiLabelBinarizer
 
-from modelshop.inference.tfidf import PIPELINE_FILE, decision_logits
 from modelshop.inference.base import probabilities
+from modelshop.inference.tfidf import PIPELINE_FILE, decision_logits
 
 C_GRID = (1.0, 4.0, 16.0)  # regularisation picked on the validation split; cheap, and keeps the baseline honest
 

@@ -209,9 +209,11 @@ async def models_page(request: Request):
     def rows():
         versions = registry_of(request).list()
         prod = [v for v in versions if v.stage == "production"]
-        chart = charts.grouped([v.ref for v in prod], {
-            "macro-F1": [v.metrics.get("macro_f1") for v in prod],
-            "tf-idf baseline": [v.metrics.get("baseline_macro_f1") for v in prod]}, "production models") if prod else None
+        chart = None
+        if prod:
+            chart = charts.grouped([v.ref for v in prod], {
+                "macro-F1": [v.metrics.get("macro_f1") for v in prod],
+                "tf-idf baseline": [v.metrics.get("baseline_macro_f1") for v in prod]}, "production models")
         return {"versions": versions, "chart": chart}
 
     return await page(request, "console_models.html", data=rows)
@@ -223,7 +225,8 @@ async def customers_page(request: Request):
 
     return await page(request, "console_customers.html",
                       customers=lambda: channel_queries.customers_with_channel(db, limit=PAGE),
-                      channels=lambda: channels.list_channels(db), keys=lambda: billing_keys.list_keys(db)[-PAGE:][::-1])
+                      channels=lambda: channels.list_channels(db),
+                      keys=lambda: billing_keys.list_keys(db)[-PAGE:][::-1])
 
 
 @router.get("/invoices")
@@ -317,7 +320,8 @@ def _import_costs(fields, user, db, currency):
 
 
 def _rebind(fields, user, db, customer_id):
-    b = attribution.rebind(db, customer_id, fields.get("channel", ""), reason=fields.get("reason", ""), actor=user.actor)
+    b = attribution.rebind(db, customer_id, fields.get("channel", ""), reason=fields.get("reason", ""),
+                           actor=user.actor)
     return {"message": f"customer {customer_id} is now bound to {b['channel']}"}
 
 
@@ -337,7 +341,8 @@ def _rule(fields, user, db, partner_id, conf):
     hold = fields.get("hold_days")
     months = fields.get("months")
     r = commissions.create_rule(
-        db, partner_id, fields.get("kind", ""), percent=fields.get("percent") or None, tiers=fields.get("tiers") or None,
+        db, partner_id, fields.get("kind", ""), percent=fields.get("percent") or None,
+        tiers=fields.get("tiers") or None,
         months=int(months) if months and months.isdigit() else None, bounty=fields.get("bounty") or None,
         currency=fields.get("currency") or conf.channels_currency,
         hold_days=int(hold) if hold and hold.isdigit() else conf.commission_hold_days, actor=user.actor)
@@ -390,7 +395,8 @@ async def create_partner_action(request: Request):
 
 @router.post("/partners/{partner_id}/keys")
 async def partner_key_action(request: Request, partner_id: int):
-    return await action(request, partial(_partner_key, db=database(request), partner_id=partner_id), "/console/partners")
+    return await action(request, partial(_partner_key, db=database(request), partner_id=partner_id),
+                        "/console/partners")
 
 
 @router.post("/partners/{partner_id}/rules")

@@ -90,7 +90,8 @@ STRINGS: dict[str, tuple[str, str]] = {
     "logout": ("Log out", "退出"),
     "paste_key": ("Paste your admin or partner key", "粘贴管理员或合作伙伴密钥"),
     "why_unauthorized": ("Log in to continue: you were not logged in, or your session ended (logout, "
-                         "expiry or a revoked key).", "请登录后继续：您尚未登录，或会话已结束（退出、过期或密钥已吊销）。"),
+                         "expiry or a revoked key).",
+                         "请登录后继续：您尚未登录，或会话已结束（退出、过期或密钥已吊销）。"),
     "why_forbidden": ("This account cannot use the console right now.", "此账户目前无法使用控制台。"),
     "overview": ("Overview", "概览"),
     "customers": ("Customers", "客户"),

@@ -31,8 +31,8 @@ from modelshop.billing.queries import model_latency
 from modelshop.channels import attribution
 from modelshop.db import utcnow
 from modelshop.errors import ModelshopError, NotFound, RateLimited, ValidationError
-from modelshop.registry import Registry
 from modelshop.gate import UnmeteredCall
+from modelshop.registry import Registry
 from modelshop.serve.deps import app_state
 from modelshop.web import throttle
 from modelshop.web.card import public, public_model, strip_paths
@@ -150,7 +150,8 @@ def _model_page(request: Request, name: str, vid: str, record: bool, status_code
     folder = registry_of(request).path(row)
     # the public sees no server paths (data files, checkpoint and base-model folders)
     page = dict(model=public_model(row), metrics=public(_json(folder / "metrics.json")),
-                profile=public(_json(folder / "profile.json")), optimize=public(_json(folder / "optimize.json")), latency=measured_latency(request, name),
+                profile=public(_json(folder / "profile.json")), optimize=public(_json(folder / "optimize.json")),
+                latency=measured_latency(request, name),
                 charts=[f for f in CHART_FILES if (folder / f).is_file()], plans=pricing(request),
                 params=attribution.tracking_params(request.query_params) if params is None else params,
                 demo_max_chars=settings(request).storefront_demo_max_chars, chat_bot=chat_bot(request),

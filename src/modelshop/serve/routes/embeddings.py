@@ -8,8 +8,8 @@ import numpy as np
 from fastapi import APIRouter, Request
 
 from modelshop.errors import NotFound, ValidationError, did_you_mean
-from modelshop.serve.embeddings import MINILM_NAMES
 from modelshop.serve.deps import CallerDep, ServiceDep
+from modelshop.serve.embeddings import MINILM_NAMES
 from modelshop.serve.metering import metered
 from modelshop.serve.routes import ERRORS
 from modelshop.serve.schemas import EmbeddingsRequest, EmbeddingsResponse
