@@ -9,8 +9,9 @@ import pytest
 from modelshop.apps.faq import ask, build_kb, check_question, load_index, read_pairs
 from modelshop.apps.store import ArtifactStore
 from modelshop.errors import NotFound, ValidationError
+from tests.support import SHOP_FAQ, write_faq
 
-from .conftest import SHOP_FAQ, home_settings, write_faq
+from .conftest import home_settings
 
 
 def test_answers_a_reworded_question_and_refuses_an_off_topic_one(world):

@@ -8,8 +8,7 @@ from fastapi.testclient import TestClient
 
 from modelshop.apps import feedback, support
 from modelshop.errors import NotFound
-
-from .conftest import ADMIN
+from tests.support import AUTH
 
 
 @pytest.fixture
@@ -26,13 +25,13 @@ def test_label_queue_over_http(world, app):
     assert support.rate_turn("queue-bot", said["turn_id"], "down", settings=world)["queued"]
     with TestClient(app) as client:
         assert client.get("/apps/labels").status_code == 401
-        listed = client.get("/apps/labels", params={"dataset": "queue-bot"}, headers=ADMIN)
+        listed = client.get("/apps/labels", params={"dataset": "queue-bot"}, headers=AUTH)
         assert listed.status_code == 200, listed.text
         item = next(i for i in listed.json() if i["turn_id"] == said["turn_id"])
         assert item["reason"] == "down_rated" and item["status"] == "pending" and "refund" in item["choices"]
 
         def label(body, item_id=item["id"]):
-            r = client.post(f"/apps/labels/{item_id}", json=body, headers=ADMIN)
+            r = client.post(f"/apps/labels/{item_id}", json=body, headers=AUTH)
             return r.status_code, r.json()
 
         assert label({"label": "refnd"}) == (422, {
@@ -43,14 +42,14 @@ def test_label_queue_over_http(world, app):
         assert label({"label": " "})[1]["error"].startswith("label is empty")
         code, done = label({"label": "billing", "by": "anna"})
         assert code == 200 and (done["status"], done["label"], done["labelled_by"]) == ("labelled", "billing", "anna")
-        assert item["id"] not in [i["id"] for i in client.get("/apps/labels", headers=ADMIN).json()]
+        assert item["id"] not in [i["id"] for i in client.get("/apps/labels", headers=AUTH).json()]
 
-        exported = client.post("/apps/datasets/queue-bot/export", headers=ADMIN)
+        exported = client.post("/apps/datasets/queue-bot/export", headers=AUTH)
         assert exported.status_code == 200, exported.text
         assert exported.json()["version"] == 1 and exported.json()["added"] >= 1
-        versions = client.get("/apps/datasets", params={"name": "queue-bot"}, headers=ADMIN).json()
+        versions = client.get("/apps/datasets", params={"name": "queue-bot"}, headers=AUTH).json()
         assert [v["version"] for v in versions] == [1]
-        again = client.post("/apps/datasets/queue-bot/export", headers=ADMIN)
+        again = client.post("/apps/datasets/queue-bot/export", headers=AUTH)
         assert again.status_code == 422 and "no newly labelled items" in again.json()["error"]
 
 
@@ -58,9 +57,9 @@ def test_the_queue_is_for_operators(world, app):
     with TestClient(app) as client:
         plan = {"code": "labels", "currency": "USD",
                 "charges": [{"metric": "requests", "model": "unit", "unit_price": "0.01"}]}
-        assert client.post("/admin/plans", json=plan, headers=ADMIN).status_code in (200, 201)
-        customer = client.post("/admin/customers", json={"name": "Labels Ltd", "plan": "labels"}, headers=ADMIN).json()
-        key = client.post("/admin/keys", json={"customer_id": customer["id"]}, headers=ADMIN).json()["key"]
+        assert client.post("/admin/plans", json=plan, headers=AUTH).status_code in (200, 201)
+        customer = client.post("/admin/customers", json={"name": "Labels Ltd", "plan": "labels"}, headers=AUTH).json()
+        key = client.post("/admin/keys", json={"customer_id": customer["id"]}, headers=AUTH).json()["key"]
         me = {"Authorization": f"Bearer {key}"}
         for method, path in (("get", "/apps/labels"), ("post", "/apps/labels/1"), ("get", "/apps/datasets"),
                              ("post", "/apps/datasets/x/export")):

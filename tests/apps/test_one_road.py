@@ -10,8 +10,7 @@ from fastapi.testclient import TestClient
 from modelshop.apps import support
 from modelshop.errors import NotFound, ValidationError
 from modelshop.serve.embeddings import load_embedder
-
-from .conftest import ADMIN
+from tests.support import AUTH
 
 QUESTION = "how can I send back something I bought?"
 MESSAGE = "I was charged twice for my subscription this month"
@@ -40,21 +39,21 @@ def test_bot_and_faq_go_through_the_servers_batchers_and_worker_processes(world)
     service = app.state.modelshop.service
     with TestClient(app) as client:
         intents = service.pool.served["intents"]
-        assert client.post("/v1/embeddings", json={"input": "warm up"}, headers=ADMIN).status_code == 200
+        assert client.post("/v1/embeddings", json={"input": "warm up"}, headers=AUTH).status_code == 200
         embedder = service.pool._embedder
         assert embedder.processes is not None and len(embedder.processes.pids()) == 1  # batches run in a worker
         before = {m: _batches(service, m) for m in (intents.ref, embedder.ref)}
         loads = _direct_loads()
 
-        said = client.post("/apps/support/road/message", json={"text": QUESTION}, headers=ADMIN)
+        said = client.post("/apps/support/road/message", json={"text": QUESTION}, headers=AUTH)
         assert said.status_code == 200, said.text
         assert said.json()["source"] == "faq"              # classified by the intents, answered by the FAQ
         assert _batches(service, intents.ref) == before[intents.ref] + 1
         assert _batches(service, embedder.ref) == before[embedder.ref] + 1
-        asked = client.post("/apps/faq/shop/ask", json={"question": QUESTION}, headers=ADMIN)
+        asked = client.post("/apps/faq/shop/ask", json={"question": QUESTION}, headers=AUTH)
         assert asked.status_code == 200 and asked.json()["answers"][0]["id"] == "returns"
         assert _batches(service, embedder.ref) == before[embedder.ref] + 2
-        assert client.post("/predict?model=intents", json={"inputs": MESSAGE}, headers=ADMIN).status_code == 200
+        assert client.post("/predict?model=intents", json={"inputs": MESSAGE}, headers=AUTH).status_code == 200
         assert _batches(service, intents.ref) == before[intents.ref] + 2   # /predict: the same batcher
 
         # the same served models (nothing swapped in), and no model loaded on the side
@@ -65,7 +64,7 @@ def test_bot_and_faq_go_through_the_servers_batchers_and_worker_processes(world)
         bot_tokens = sum(e.tokens for e in intents.runner.prepare([(MESSAGE, None)], True))
         faq_tokens = sum(e.tokens for e in embedder.runner.prepare([(QUESTION, None)], True))
         assert bot_tokens != sum(e.tokens for e in embedder.runner.prepare([(MESSAGE, None)], True))
-        message = client.post("/apps/support/road/message", json={"text": MESSAGE}, headers=ADMIN)
+        message = client.post("/apps/support/road/message", json={"text": MESSAGE}, headers=AUTH)
         assert message.headers["x-compute-tokens"] == str(bot_tokens)     # tfidf words, not minilm word pieces
         assert asked.headers["x-compute-tokens"] == str(faq_tokens)
 

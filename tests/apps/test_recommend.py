@@ -11,8 +11,9 @@ from fastapi.testclient import TestClient
 from modelshop.apps.recdata import read_interactions, read_items
 from modelshop.apps.recommend import hit_ndcg, recommend
 from modelshop.errors import NotFound, ValidationError
+from tests.support import AUTH
 
-from .conftest import ADMIN, home_settings
+from .conftest import home_settings
 
 TOPICS = {
     "space": ["Rocket launch guide", "Mars rover stories", "Astronomy for beginners", "The moon landing",
@@ -89,17 +90,17 @@ def test_http_and_errors(shelf, tmp_path):
 
     app = build_app(settings)
     with TestClient(app) as client:
-        ok = client.get("/apps/recommend/u1?k=3", headers=ADMIN)
+        ok = client.get("/apps/recommend/u1?k=3", headers=AUTH)
         assert ok.status_code == 200 and [i["item_id"][:7] for i in ok.json()["items"]] == ["cooking"] * 3
         assert client.get("/apps/recommend/u1", headers={}).status_code == 401
-        bad = client.get("/apps/recommend/u1?model=shelff", headers=ADMIN)
+        bad = client.get("/apps/recommend/u1?model=shelff", headers=AUTH)
         assert bad.status_code == 404 and 'did you mean "shelf"' in bad.json()["error"]
-        assert client.get("/apps/recommend/u1?k=0", headers=ADMIN).status_code == 422
-        assert client.get("/apps/recommend/new?like=nothing-1", headers=ADMIN).status_code == 404
+        assert client.get("/apps/recommend/u1?k=0", headers=AUTH).status_code == 422
+        assert client.get("/apps/recommend/new?like=nothing-1", headers=AUTH).status_code == 404
         # tokens metered as the embedding model reads them, and only when it reads q: for a user without history
-        known = client.get("/apps/recommend/u1?k=3&q=rockets and planets", headers=ADMIN)
+        known = client.get("/apps/recommend/u1?k=3&q=rockets and planets", headers=AUTH)
         assert known.json()["strategy"] == "personal" and known.headers["x-compute-tokens"] == "0"
-        new = client.get("/apps/recommend/someone-new?k=3&q=rockets and planets", headers=ADMIN)
+        new = client.get("/apps/recommend/someone-new?k=3&q=rockets and planets", headers=AUTH)
         assert new.json()["strategy"] == "cold-start: popular + content"
         embedder = app.state.modelshop.service.pool._embedder    # the server's: loaded by this call
         read = sum(e.tokens for e in embedder.runner.prepare([("rockets and planets", None)], True))

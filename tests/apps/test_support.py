@@ -11,8 +11,7 @@ from fastapi.testclient import TestClient
 
 from modelshop.apps import feedback, support
 from modelshop.errors import Conflict, NotFound, ValidationError
-
-from .conftest import ADMIN, SHOP_FAQ
+from tests.support import AUTH, SHOP_FAQ
 
 BILLING_REPLY = "Sorry about the charge. Our billing team refunds double charges within 5 working days."
 
@@ -28,9 +27,9 @@ def app(world):
 def _customer_key(client, models: list[str]) -> dict:
     plan = {"code": "apps", "currency": "USD",
             "charges": [{"metric": "requests", "model": "unit", "unit_price": "0.01"}]}
-    assert client.post("/admin/plans", json=plan, headers=ADMIN).status_code in (200, 201)
-    customer = client.post("/admin/customers", json={"name": "Shop Ltd", "plan": "apps"}, headers=ADMIN).json()
-    key = client.post("/admin/keys", json={"customer_id": customer["id"], "models": models}, headers=ADMIN).json()
+    assert client.post("/admin/plans", json=plan, headers=AUTH).status_code in (200, 201)
+    customer = client.post("/admin/customers", json={"name": "Shop Ltd", "plan": "apps"}, headers=AUTH).json()
+    key = client.post("/admin/keys", json={"customer_id": customer["id"], "models": models}, headers=AUTH).json()
     return {"Authorization": f"Bearer {key['key']}"}
 
 
@@ -57,15 +56,15 @@ def test_a_conversation_and_the_feedback_loop(world, app, tmp_path):
         assert (r4["source"], r4["handoff"], r4["ticket_id"]) == ("waiting", True, r3["ticket_id"])
 
         assert client.get("/apps/support/tickets", headers=me).status_code == 403       # operators only
-        tickets = client.get("/apps/support/tickets", headers=ADMIN).json()
+        tickets = client.get("/apps/support/tickets", headers=AUTH).json()
         mine = [t for t in tickets if t["id"] == r3["ticket_id"]]
         assert mine and mine[0]["reason"] == "requested" and mine[0]["question"] == "Can I talk to a human please?"
         assert [m["role"] for m in mine[0]["messages"]] == ["user", "bot"] * 4
         answered = client.post(f"/apps/support/tickets/{r3['ticket_id']}/reply",
-                               json={"text": "Hi, this is Anna. How can I help?", "by": "anna"}, headers=ADMIN)
+                               json={"text": "Hi, this is Anna. How can I help?", "by": "anna"}, headers=AUTH)
         assert answered.status_code == 200 and answered.json()["status"] == "answered"
         assert client.post(f"/apps/support/tickets/{r3['ticket_id']}/reply", json={"text": "again"},
-                           headers=ADMIN).status_code == 409
+                           headers=AUTH).status_code == 409
         convo = client.get(f"/apps/support/helper/sessions/{session}", headers=me).json()
         assert convo["status"] == "open" and convo["messages"][-1] == {
             **convo["messages"][-1], "role": "agent", "text": "Hi, this is Anna. How can I help?", "by": "anna"}
@@ -133,7 +132,7 @@ def test_handoff_rules(world):
 def test_bad_requests_are_one_line_errors(world, app):
     support.create_bot("helper2", "intents", "shop", replace=True, settings=world)
     with TestClient(app) as client:
-        def post(path, body, headers=ADMIN):
+        def post(path, body, headers=AUTH):
             r = client.post(path, json=body, headers=headers)
             return r.status_code, r.json()
 
@@ -151,7 +150,7 @@ def test_bad_requests_are_one_line_errors(world, app):
         assert code == 404 and "no knowledge base named" in body["error"]
         assert post("/apps/faq/shop/ask", {"question": ""})[1]["error"].startswith("question is empty")
         assert post("/apps/faq/shop/ask", {"question": "hi", "top_k": 0})[0] == 422
-        ok = client.post("/apps/faq/shop/ask", json={"question": "Do you take PayPal?", "top_k": 2}, headers=ADMIN)
+        ok = client.post("/apps/faq/shop/ask", json={"question": "Do you take PayPal?", "top_k": 2}, headers=AUTH)
         assert ok.status_code == 200 and ok.json()["answers"][0]["id"] == "payment" and len(ok.json()["answers"]) == 2
         assert post("/apps/support/tickets/999999/reply", {"text": "x"})[0] == 404
 

@@ -14,7 +14,9 @@ from tests.web.helpers import BOT, build_app
 
 def web_settings(home) -> Settings:
     """The web tests' settings: billing gate, one torch thread, storefront limits small enough to reach."""
-    return make_settings(home, serve_gate="billing", torch_threads=1, storefront_demo_rpm=3, storefront_signup_rpm=3)
+    # one model worker on a thread: the pages need no worker processes (the serve tests cover them)
+    return make_settings(home, serve_gate="billing", torch_threads=1, serve_workers=1, storefront_demo_rpm=3,
+                         storefront_signup_rpm=3)
 
 
 @pytest.fixture(scope="session")
