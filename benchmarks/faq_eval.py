@@ -25,8 +25,8 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 
+from modelshop.apps.artifacts import ArtifactStore  # noqa: E402
 from modelshop.apps.faq import VIEW_QA, build_kb, embed_texts, load_index  # noqa: E402
-from modelshop.apps.store import ArtifactStore  # noqa: E402
 from modelshop.demo import DATA as DEMO_MESSAGES  # noqa: E402
 from modelshop.settings import Settings  # noqa: E402
 

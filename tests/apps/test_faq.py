@@ -6,8 +6,8 @@ import json
 
 import pytest
 
+from modelshop.apps.artifacts import ArtifactStore
 from modelshop.apps.faq import ask, build_kb, check_question, load_index, read_pairs
-from modelshop.apps.store import ArtifactStore
 from modelshop.errors import NotFound, ValidationError
 from tests.support import SHOP_FAQ, write_faq
 

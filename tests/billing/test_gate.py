@@ -10,7 +10,7 @@ import pytest
 from sqlalchemy import func, select
 
 from modelshop.billing import BillingGate
-from modelshop.billing import gate as gate_module
+from modelshop.billing import billing_gate as gate_module
 from modelshop.billing.accounts import create_customer, set_status
 from modelshop.billing.keys import create_key
 from modelshop.billing.limits import LocalLimiter

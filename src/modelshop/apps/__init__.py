@@ -5,7 +5,7 @@
     feedback   the labelling queue and the dataset versions it feeds back to training
     recommend  hybrid recommendation: collaborative filtering (EASE) + item text embeddings
     recdata    reading items and interactions (CSV/JSONL/Parquet, RecBole atomic files)
-    store      immutable, versioned artifacts (knowledge bases, recommenders): files + one DB row
+    artifacts  immutable, versioned artifacts (knowledge bases, recommenders): files + one DB row
     api        the HTTP routes under /apps (authenticated and metered through the server's gate)
 
 Models are reached only through the `Models` interface (`inference.models`): the server hands in

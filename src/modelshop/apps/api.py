@@ -37,7 +37,7 @@ from fastapi import APIRouter, Query, Request
 from pydantic import BaseModel, ConfigDict, Field
 
 from modelshop.apps import faq, feedback, recommend, support
-from modelshop.apps.store import ArtifactStore
+from modelshop.apps.artifacts import ArtifactStore
 from modelshop.errors import Forbidden, NotFound
 from modelshop.gate import Principal, Units
 from modelshop.serve.deps import Caller, CallerDep, ModelsDep, PrincipalDep, app_state

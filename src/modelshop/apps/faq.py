@@ -31,7 +31,7 @@ from pathlib import Path
 
 import numpy as np
 
-from modelshop.apps.store import ArtifactStore, check_name
+from modelshop.apps.artifacts import ArtifactStore, check_name
 from modelshop.errors import ValidationError, did_you_mean
 from modelshop.inference.models import Models
 from modelshop.settings import Settings, get_settings

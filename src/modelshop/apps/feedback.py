@@ -20,7 +20,7 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from modelshop.apps.store import check_name
+from modelshop.apps.artifacts import check_name
 from modelshop.apps.tables import DatasetVersion, LabelItem
 from modelshop.data import Dataset, load_dataset
 from modelshop.db import Database, get_database, utcnow

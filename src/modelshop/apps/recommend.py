@@ -27,8 +27,8 @@ from pathlib import Path
 
 import numpy as np
 
+from modelshop.apps.artifacts import ArtifactStore, check_name
 from modelshop.apps.recdata import Interactions, Items, read_interactions, read_items
-from modelshop.apps.store import ArtifactStore, check_name
 from modelshop.errors import NotFound, ValidationError, did_you_mean
 from modelshop.inference.models import Models
 from modelshop.settings import Settings, get_settings

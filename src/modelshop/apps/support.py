@@ -23,8 +23,8 @@ import uuid
 from sqlalchemy import select
 
 from modelshop.apps import faq
+from modelshop.apps.artifacts import check_name
 from modelshop.apps.feedback import enqueue
-from modelshop.apps.store import check_name
 from modelshop.apps.tables import Bot, ChatSession, Ticket, Turn
 from modelshop.db import Database, get_database, utcnow
 from modelshop.errors import Conflict, NotFound, ValidationError, did_you_mean
@@ -50,7 +50,7 @@ def create_bot(name: str, intent_model: str, kb: str | None = None, *, dataset: 
     `storefront` makes it the public bot of the storefront's chat widget (anonymous visitors, the
     storefront's own rate limits); the newest such bot wins when several are marked.
     """
-    from modelshop.apps.store import ArtifactStore
+    from modelshop.apps.artifacts import ArtifactStore
     from modelshop.registry import Registry
 
     settings = settings or get_settings()

@@ -1,7 +1,7 @@
 """Application tables: versioned artifacts (FAQ knowledge bases, recommenders), support bots with
 their sessions, turns and tickets, the labelling queue and the dataset versions it feeds.
 
-Files of an artifact live under `Settings.home / "apps"`; a row points at them (see `store.py`).
+Files of an artifact live under `Settings.home / "apps"`; a row points at them (see `artifacts.py`).
 """
 
 from __future__ import annotations

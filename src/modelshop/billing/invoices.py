@@ -1,7 +1,7 @@
 """Invoices per customer and period: draft → finalised → paid | void (with a credit note).
 
 A run aggregates the period's usage in SQL (GROUP BY customer) and (re)computes drafts; an
-invoice that left draft is never touched again (here, in `billing.guards` and by triggers).
+invoice that left draft is never touched again (here, in `billing.ledger_guards` and by triggers).
 Finalising numbers the invoice from one gapless sequence and draws prepaid credits first.
 
 Every flow that writes here decides on what it read (a status, a wallet balance, the highest

@@ -3,7 +3,7 @@
 Money columns are integer minor units (`*_minor`); quantities and prices on invoice lines are
 exact Decimals stored as text (`DecimalText`), so no backend ever turns them into floats.
 Append-only tables (usage events, idempotency records, wallet entries, credit notes, audit log)
-and finalised invoices are guarded twice: in code (`billing.guards`) and by database triggers
+and finalised invoices are guarded twice: in code (`billing.ledger_guards`) and by database triggers
 (migration `billing_0001`).
 """
 

@@ -16,4 +16,4 @@ Library functions take a `Database` and, when they change something, an `actor` 
 (billing's `audit_log`, where every admin action of the platform is recorded).
 """
 
-from modelshop.channels import guards as _guards  # noqa: F401  (registers the ledger guard)
+from modelshop.channels import commission_guards as _guards  # noqa: F401  (registers the ledger guard)

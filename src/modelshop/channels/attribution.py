@@ -24,7 +24,7 @@ from sqlalchemy.orm import Session
 from modelshop.billing import accounts, audit, keys
 from modelshop.billing.tables import Customer
 from modelshop.channels.channels import DIRECT, direct_channel, find_channel
-from modelshop.channels.guards import REBIND
+from modelshop.channels.commission_guards import REBIND
 from modelshop.channels.tables import UTM, Attribution, Channel, Link, Touch, Visit
 from modelshop.db import Database, utcnow
 from modelshop.errors import Conflict, NotFound, ValidationError

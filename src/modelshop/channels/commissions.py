@@ -15,7 +15,7 @@ a clawback (the invoice was voided, or the customer rebound away). Run twice, it
 Entries wait `hold_days` after payment (pending), are then approved, and a monthly payout
 statement pays the approved ones, netting negative entries against positive ones.
 
-What may change is checked twice: in code at flush (`channels.guards`) and by the database
+What may change is checked twice: in code at flush (`channels.commission_guards`) and by the database
 triggers of migration `channels_0002`, which also hold for the bulk approval below and for any SQL
 written by hand: amounts never change, status only moves forward, a paid entry, a payout
 statement and a rule's terms never change, and nothing of the ledger is deleted.

@@ -1,7 +1,7 @@
 """Channel tables: channels and links, visits and touches, attributions, costs, partners, commissions.
 
 Money is integer minor units (`*_minor`), rates are basis points (`*_bp`, 1250 = 12.5 %).
-Two tables are ledgers guarded in code (`channels.guards`): a commission entry never changes its
+Two tables are ledgers guarded in code (`channels.commission_guards`): a commission entry never changes its
 amount (a correction is a new entry) and a paid one never changes at all; an attribution changes
 only through `attribution.rebind`, the explicit audited admin action. The commission ledger, its
 rules' terms and payout statements are also guarded by database triggers (migration `channels_0002`).

@@ -81,7 +81,7 @@ def faq_promote(ref: str = typer.Argument(..., help="NAME:VERSION"),
                 stage: str = typer.Option("production", help="production | staging | archived"),
                 json_out: bool = JSON) -> None:
     """Serve another version of a knowledge base (or archive one)."""
-    from modelshop.apps.store import ArtifactStore
+    from modelshop.apps.artifacts import ArtifactStore
 
     row = ArtifactStore.from_settings().promote("faq", ref, stage)
     if json_out:

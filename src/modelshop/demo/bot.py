@@ -11,7 +11,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from modelshop.apps import faq, feedback, support
-from modelshop.apps.store import ArtifactStore
+from modelshop.apps.artifacts import ArtifactStore
 from modelshop.settings import Settings
 
 FAQ = Path(__file__).parent / "data" / "faq.jsonl"

@@ -23,7 +23,7 @@ from modelshop.inference.base import probabilities
 from modelshop.inference.tfidf import decision_logits
 from modelshop.registry import Registry
 from modelshop.settings import Settings, get_settings
-from modelshop.train import charts
+from modelshop.train import plots
 from modelshop.train.card import model_card, recommend
 from modelshop.train.config import TrainConfig
 from modelshop.train.metrics import compute_metrics, headline
@@ -226,7 +226,7 @@ def _train_into(build: Path, cfg: TrainConfig, data: RunData, *, progress: bool,
                                   multi_label=multi, threshold=cfg.threshold, languages=data.eval_languages)
         fit.model.save_pretrained(build)
         fit.tokenizer.save_pretrained(build)
-        charts_made["training curves"] = charts.training_curves_png(fit.history, build / "training_curves.png").name
+        charts_made["training curves"] = plots.training_curves_png(fit.history, build / "training_curves.png").name
         (build / "history.json").write_text(json.dumps(fit.history))
         fit_info = {"best_epoch": fit.best_epoch, "best_val_macro_f1": round(fit.best_val_macro_f1, 4),
                     "samples_per_s": round(fit.samples_per_s, 1), "train_seconds": round(fit.train_seconds, 1),
@@ -235,7 +235,7 @@ def _train_into(build: Path, cfg: TrainConfig, data: RunData, *, progress: bool,
                 "max_length": max_length, "base_model": cfg.base_model, "threshold": cfg.threshold}
         if not cfg.checkpoint_dir:  # our own scratch run folder: the registered version supersedes it
             shutil.rmtree(ckpt, ignore_errors=True)
-    cm_png = charts.confusion_matrix_png(metrics["confusion_matrix"], build / "confusion_matrix.png")
+    cm_png = plots.confusion_matrix_png(metrics["confusion_matrix"], build / "confusion_matrix.png")
     if cm_png:
         charts_made = {"confusion matrix": cm_png.name, **charts_made}
     (build / "confusion_matrix.json").write_text(json.dumps(metrics["confusion_matrix"], ensure_ascii=False))

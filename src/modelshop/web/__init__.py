@@ -1,6 +1,6 @@
 """web: the server-rendered storefront (public) and console (admin; a scoped partner view).
 
-    store     one page per production model: card and figures, data profile, measured latency,
+    storefront one page per production model: card and figures, data profile, measured latency,
               a live playground and the support bot's chat widget (the only JavaScript), pricing,
               signup with referral
     console   models, customers and keys, usage and revenue over time, invoices, channels with
@@ -28,7 +28,7 @@ from fastapi import APIRouter
 
 from modelshop.web.console import router as console_router
 from modelshop.web.labels import router as labels_router
-from modelshop.web.store import router as storefront_router
+from modelshop.web.storefront import router as storefront_router
 from modelshop.web.tickets import router as tickets_router
 
 router = APIRouter()

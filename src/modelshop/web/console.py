@@ -32,7 +32,7 @@ from modelshop.web import charts, sessions
 from modelshop.web.deps import database, form, render, same_token, secure_console_cookie, set_cookie, settings
 from modelshop.web.sessions import Login
 from modelshop.web.sessions import Session as User
-from modelshop.web.store import production, registry_of
+from modelshop.web.storefront import production, registry_of
 
 router = APIRouter(prefix="/console", include_in_schema=False)
 COOKIE = "ms_console"              # the session id

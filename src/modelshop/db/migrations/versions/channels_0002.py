@@ -1,6 +1,6 @@
 """channels: database triggers guarding the commission ledger
 
-What never changes, whoever writes (the ORM guard of `channels.guards` says the same earlier, with
+What never changes, whoever writes (the ORM guard of `channels.commission_guards` says the same earlier, with
 a clearer message; these also stop plain SQL and bulk updates that bypass it):
 
     channels_commissions      never deleted; an entry is written pending; its amount and what it is
