@@ -33,10 +33,13 @@ def run_demo(settings: Settings | None = None, *, epochs: int = 8, base_model: s
     say(f"modelshop home: {settings.home}")
     ds = load_dataset(DATA)
     tokenizer = load_tokenizer(base_model) if base_model != "tfidf" else None
-    profile = profile_dataset(ds, tokenizer)
+    profile = profile_dataset(ds, tokenizer, base_model=base_model)
     report = write_report(profile, settings.home / "reports" / "demo-data", title="Demo data: support messages")
     say(f"[1/5] profiled {profile['rows']} messages, {profile['num_labels']} labels "
         f"(imbalance {profile['imbalance_ratio']}:1), PII found: {profile['pii'] or 'none'} → {report}")
+    for warning in profile.get("warnings", []):
+        if "pieces are" in warning:   # a language the base model's tokenizer covers poorly
+            say(f"      warning: {warning}")
     say(f"[2/5] fine-tuning {base_model} beside the tfidf baseline ({epochs} epochs)…")
     # small data: a higher rate and more passes; early stopping ends it when validation F1 stalls
     cfg = TrainConfig(base_model=base_model, epochs=epochs, learning_rate=2e-4, batch_size=16)
