@@ -28,6 +28,27 @@ def train_tfidf(tmp_path: Path, name: str = "m") -> None:
     main(["train", "--data", str(data), "--eval", str(data), "--base-model", "tfidf", "--name", name, "--json"])
 
 
+def payg_shop(tmp_path: Path, monkeypatch, url: str, customer: str):
+    """A home on database `url` with tfidf model m:1, a pay-as-you-go plan and one customer with a key:
+    (db, customer id, key)."""
+    from modelshop.billing.accounts import create_customer, create_plan
+    from modelshop.billing.keys import create_key
+    from modelshop.billing.plans import parse_plan
+    from modelshop.db import Database
+    from modelshop.settings import get_settings
+
+    monkeypatch.setenv("MODELSHOP_DATABASE_URL", url)
+    get_settings.cache_clear()
+    train_tfidf(tmp_path)
+    db = Database(url)
+    db.migrate()
+    create_plan(db, parse_plan({"code": "payg", "currency": "USD",
+                                "charges": [{"metric": "requests", "model": "unit", "unit_price": "0.01"}]}),
+                actor="test")
+    made = create_customer(db, customer, "payg", actor="test")
+    return db, made["id"], create_key(db, made["id"], actor="test")["key"]
+
+
 class ServerProcess:
     """`modelshop serve` in a subprocess, on a free port."""
 

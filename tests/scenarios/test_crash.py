@@ -21,13 +21,10 @@ import httpx
 import pytest
 from sqlalchemy import func, select
 
-from modelshop.billing.accounts import create_customer, create_plan
-from modelshop.billing.keys import create_key
-from modelshop.billing.plans import parse_plan
 from modelshop.billing.tables import UsageCounter, UsageEvent
 from modelshop.db import Database
 from modelshop.settings import get_settings
-from tests.scenarios.servers import ServerProcess, train_tfidf
+from tests.scenarios.servers import ServerProcess, payg_shop
 
 CALLS = 240          # calls in the load
 CONCURRENCY = 24     # in flight at once
@@ -44,17 +41,7 @@ def database_url(request, tmp_path):
 
 
 def _setup(tmp_path, monkeypatch, url: str) -> tuple[Database, int, str]:
-    monkeypatch.setenv("MODELSHOP_DATABASE_URL", url)
-    get_settings.cache_clear()
-    train_tfidf(tmp_path)
-    db = Database(url)
-    db.migrate()
-    create_plan(db, parse_plan({"code": "payg", "currency": "USD",
-                                "charges": [{"metric": "requests", "model": "unit", "unit_price": "0.01"}]}),
-                actor="test")
-    customer = create_customer(db, "Crash", "payg", actor="test")
-    key = create_key(db, customer["id"], actor="test")["key"]
-    return db, customer["id"], key
+    return payg_shop(tmp_path, monkeypatch, url, "Crash")
 
 
 async def _call(client: httpx.AsyncClient, url: str, key: str, i: int):

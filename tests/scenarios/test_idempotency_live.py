@@ -12,29 +12,17 @@ import asyncio
 import httpx
 from sqlalchemy import func, select
 
-from modelshop.billing.accounts import create_customer, create_plan
 from modelshop.billing.keys import create_key
-from modelshop.billing.plans import parse_plan
 from modelshop.billing.tables import UsageEvent
-from modelshop.db import Database
 from modelshop.settings import get_settings
-from tests.scenarios.servers import ServerProcess, train_tfidf
+from tests.scenarios.servers import ServerProcess, payg_shop
 
 
 def test_concurrent_calls_sharing_a_key_get_one_answer_and_scoped_keys_work(tmp_path, monkeypatch, settings):
     url = f"sqlite:///{tmp_path / 'shop.db'}"
-    monkeypatch.setenv("MODELSHOP_DATABASE_URL", url)
-    get_settings.cache_clear()
-    train_tfidf(tmp_path)                                      # registers m:1
-    db = Database(url)
-    db.migrate()
-    create_plan(db, parse_plan({"code": "payg", "currency": "USD",
-                                "charges": [{"metric": "requests", "model": "unit", "unit_price": "0.01"}]}),
-                actor="test")
-    customer = create_customer(db, "Abuser", "payg", actor="test")
-    key = create_key(db, customer["id"], actor="test")["key"]
-    pinned = create_key(db, customer["id"], models=["m:1"], actor="test")["key"]
-    other_version = create_key(db, customer["id"], models=["m:2"], actor="test")["key"]
+    db, customer_id, key = payg_shop(tmp_path, monkeypatch, url, "Abuser")   # serves m:1
+    pinned = create_key(db, customer_id, models=["m:1"], actor="test")["key"]
+    other_version = create_key(db, customer_id, models=["m:2"], actor="test")["key"]
 
     def body(i: int) -> dict:
         return {"inputs": [[f"great product {i}-{j}"] for j in range(50)]}
