@@ -80,10 +80,7 @@ def write_batch(db: Database, batch: list[Metered]) -> list[bool | Exception]:
 
 
 def _key_used(db: Database, m: Metered) -> bool:
-    with db.session() as s:
-        return s.scalar(select(IdempotencyRecord.id).where(
-            IdempotencyRecord.customer_id == m.customer_id,
-            IdempotencyRecord.idempotency_key == m.idempotency_key)) is not None
+    return stored_reply(db, m.customer_id, m.idempotency_key) is not None
 
 
 def _write(s: Session, batch: list[Metered]) -> list[bool]:
@@ -164,9 +161,7 @@ def _counter_upsert(dialect: str):
 
 def stored_reply(db: Database, customer_id: int, idempotency_key: str) -> IdempotencyRecord | None:
     with db.session() as s:
-        return s.scalars(select(IdempotencyRecord).where(IdempotencyRecord.customer_id == customer_id,
-                                                         IdempotencyRecord.idempotency_key == idempotency_key)
-                         ).first()
+        return _record(s, customer_id, idempotency_key)
 
 
 @dataclass(frozen=True)

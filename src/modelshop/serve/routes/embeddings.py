@@ -9,7 +9,7 @@ from fastapi import APIRouter, Request
 
 from modelshop.errors import NotFound, ValidationError, did_you_mean
 from modelshop.serve.deps import CallerDep, ServiceDep
-from modelshop.serve.embeddings import MINILM_NAMES
+from modelshop.serve.embeddings import MINILM_NAMES, accepts
 from modelshop.serve.metering import metered
 from modelshop.serve.routes import ERRORS
 from modelshop.serve.schemas import EmbeddingsRequest, EmbeddingsResponse
@@ -26,10 +26,10 @@ async def embeddings(body: EmbeddingsRequest, request: Request, service: Service
         configured = service.settings.embedding_model
         names = MINILM_NAMES if configured == "minilm" else (configured,)
         asked = body.model or names[0]
-        served = await service.pool.embedder() if asked in names or asked == _short(configured) else None
-        if served is None:
+        if not accepts(configured, body.model):
             raise NotFound(f'no embedding model "{body.model}" here{did_you_mean(body.model, names)}; '
                            f'this server embeds with "{names[0]}"')
+        served = await service.pool.embedder()
         texts = [body.input] if isinstance(body.input, str) else list(body.input)
         outcome = await service.infer(request, m, served, [(t, None) for t in texts],
                                       truncate=service.settings.auto_truncate)
@@ -47,7 +47,3 @@ async def embeddings(body: EmbeddingsRequest, request: Request, service: Service
         payload = {"object": "list", "data": data, "model": asked,
                    "usage": {"prompt_tokens": outcome.units.tokens, "total_tokens": outcome.units.tokens}}
         return await m.reply(served.ref, payload, outcome)
-
-
-def _short(configured: str) -> str:
-    return configured.rstrip("/").rsplit("/", 1)[-1]
