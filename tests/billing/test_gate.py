@@ -120,6 +120,27 @@ def test_one_idempotency_key_buys_one_answer(sqlite_db, customer, settings):
         assert s.scalar(select(ApiKey.last_used_at)) is not None
 
 
+def test_an_idempotency_key_belongs_to_its_customer(db, customer_on, settings):
+    """Another tenant sending the same Idempotency-Key (with another body) is another request of its
+    own: it neither collides with the first customer's claim nor receives its stored reply."""
+    first = create_key(db, customer_on["id"], actor=ACTOR)["key"]
+    other = create_key(db, create_customer(db, "Eve", "grad", actor=ACTOR)["id"], actor=ACTOR)["key"]
+    gate = BillingGate(settings, db)
+
+    async def go():
+        mine = await serve_call(gate, first, idempotency_key="shared", body="mine")
+        theirs = await serve_call(gate, other, idempotency_key="shared", body="theirs")
+        again = await serve_call(gate, other, idempotency_key="shared", body="theirs")
+        await gate.close()
+        return mine, theirs, again
+
+    mine, theirs, again = asyncio.run(go())
+    assert mine[0] == "ok" and theirs[0] == "ok" and theirs[1].body != mine[1].body
+    assert again[0] == "replayed" and again[1].body == theirs[1].body
+    with db.session() as s:
+        assert s.scalar(select(func.count(UsageEvent.id))) == 2
+
+
 def test_a_failed_call_releases_its_key_so_the_client_can_retry(db, customer_on, settings):
     key = create_key(db, customer_on["id"], actor=ACTOR)["key"]
     gate = BillingGate(settings, db)
