@@ -358,10 +358,10 @@ def build_tiny_llama(folder: Path, *, seed: int = 0, layers: int = 2, hidden: in
                          num_hidden_layers=layers, num_attention_heads=4, num_key_value_heads=2,
                          max_position_embeddings=max_positions, bos_token_id=tokenizer.bos_token_id,
                          eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id,
-                         tie_word_embeddings=True)
+                         # untied, wide init: varied greedy output (tied tiny models repeat one token),
+                         # with choices far from ties
+                         tie_word_embeddings=False, initializer_range=0.2)
     model = LlamaForCausalLM(config)
-    with torch.no_grad():   # larger logits than the default init, so greedy choices are far from ties
-        model.model.embed_tokens.weight.mul_(20)
     model.save_pretrained(folder)
     tokenizer.save_pretrained(folder)
     return folder
