@@ -109,6 +109,23 @@ class Settings(BaseSettings):
     explain_steps: int = Field(
         16, ge=2, le=512, description="integrated-gradients steps per /explain call (more: closer, slower)")
 
+    # --- generative models (modelshop.llm, served by modelshop.serve.generation) --------------------
+    llm_max_batch: int = Field(
+        16, ge=1, le=256, description="sequences a generative model decodes at once (its running batch)")
+    llm_max_waiting: int = Field(
+        64, ge=0, description="sequences that may wait for a place in the running batch; past running + "
+        "waiting, new requests get 429 with Retry-After (never an unbounded queue)")
+    llm_prefill_tokens: int = Field(
+        256, ge=16, description="prompt tokens prefilled per engine step; a longer prompt is prefilled in "
+        "chunks between decoding steps, so it never stalls the sequences already generating")
+    llm_threads: int | None = Field(
+        None, ge=1, description="torch threads of a generative model's engine; default: every core")
+    llm_processes: bool | None = Field(
+        None, description="run each generative model's engine in a process of its own (no forward pass waits "
+        "on the HTTP event loop's GIL); default: yes on a CPU, no on a GPU")
+    llm_max_tokens: int = Field(
+        512, ge=1, description="max_tokens of a completion request that names none (capped by the context)")
+
     # --- applications (modelshop.apps): FAQ answering, support bot, feedback, recommendation ------
     faq_exact_max_entries: int = Field(
         100_000, ge=1, description="knowledge bases with more entries also get an approximate HNSW index "

@@ -33,7 +33,7 @@ from modelshop.errors import ModelshopError, NotFound, PayloadTooLarge, RateLimi
 from modelshop.gate import AdminKeyGate, Gate
 from modelshop.serve.deps import AppState
 from modelshop.serve.pooled_models import PooledModels
-from modelshop.serve.routes import embeddings, explain, ops, predict
+from modelshop.serve.routes import completions, embeddings, explain, ops, predict
 from modelshop.serve.schemas import ROUTE_FIELDS
 from modelshop.serve.service import ClientGone, Service
 from modelshop.settings import Settings, get_settings
@@ -61,7 +61,7 @@ def create_app(settings: Settings | None = None, gate: Gate | None = None, *, db
     @contextlib.asynccontextmanager
     async def lifespan(_app: FastAPI):
         models.attach()
-        await service.pool.start()
+        await service.start()
         yield
         models.close()
         await service.aclose()
@@ -71,7 +71,7 @@ def create_app(settings: Settings | None = None, gate: Gate | None = None, *, db
                   description="Text classification, embeddings and explanations of the models in the "
                               "modelshop registry. Errors are always `{\"error\", \"error_type\"}`.")
     app.state.modelshop = AppState(settings=settings, gate=gate, service=service, models=models, db=db)
-    for router in (predict.router, embeddings.router, explain.router, ops.router, *routers):
+    for router in (predict.router, embeddings.router, completions.router, explain.router, ops.router, *routers):
         app.include_router(router)
     for exc_type in (ModelshopError, RequestValidationError, StarletteHTTPException, ClientGone, OverflowError,
                      sqlalchemy.exc.DataError, Exception):
@@ -92,7 +92,27 @@ async def handle_error(request: Request, exc: Exception) -> Response:
     headers = {"x-request-id": getattr(request.state, "request_id", ""), **error_headers(error)}
     if isinstance(exc, StarletteHTTPException) and exc.headers:
         headers.update(exc.headers)
+    if request.url.path.startswith("/v1/"):
+        return JSONResponse(openai_error_body(error), status_code=openai_status(error), headers=headers)
     return JSONResponse(error.to_body(), status_code=error.status_code, headers=headers)
+
+
+OPENAI_TYPES = {400: "invalid_request_error", 401: "authentication_error", 402: "insufficient_quota",
+                403: "permission_error", 404: "invalid_request_error", 409: "conflict_error",
+                413: "invalid_request_error", 429: "rate_limit_error"}
+
+
+def openai_status(error: ModelshopError) -> int:
+    """OpenAI answers a request it cannot take with 400 (its clients raise BadRequestError); so do we on /v1/*."""
+    return 400 if error.status_code == 422 else error.status_code
+
+
+def openai_error_body(error: ModelshopError) -> dict:
+    """OpenAI's error shape, so its clients raise the right exception with our message; `code` is our error_type."""
+    status = openai_status(error)
+    kind = OPENAI_TYPES.get(status, "server_error" if status >= 500 else "invalid_request_error")
+    return {"error": {"message": error.message, "type": kind, "param": error.extra.get("param"),
+                      "code": error.error_type}}
 
 
 def error_headers(error: ModelshopError) -> dict[str, str]:

@@ -56,6 +56,15 @@ class MeteredCall:
         return Response(body, 200, headers=headers, media_type="application/json")
 
 
+    async def record_stream(self, model_ref: str, outcome: Outcome) -> None:
+        """Record a streamed call (it has no stored reply: a stream is never replayed)."""
+        call = Call(request_id=self.caller.request_id, route=self.route, model=model_ref, units=outcome.units,
+                    inference_seconds=outcome.inference_s,
+                    extra={"queue_seconds": outcome.queue_s, "stream": True})
+        headers = usage_headers(self.caller.request_id, model_ref, outcome)
+        await self.meter.record(call, StoredReply(200, b"", headers))
+
+
 @contextlib.asynccontextmanager
 async def metered(request: Request, caller: Caller) -> AsyncIterator[MeteredCall]:
     """The call's meter, under the matched route's path template."""
@@ -75,4 +84,6 @@ def usage_headers(request_id: str, model_ref: str, outcome: Outcome) -> dict[str
     return {"x-request-id": request_id, "x-model": model_ref,
             "x-compute-tokens": str(outcome.units.tokens), "x-compute-characters": str(outcome.units.characters),
             "x-queue-time": f"{outcome.queue_s * 1000:.2f}", "x-inference-time": f"{outcome.inference_s * 1000:.2f}",
-            "x-tokenization-time": f"{outcome.tokenize_s * 1000:.2f}", "x-truncated-inputs": str(outcome.truncated)}
+            "x-tokenization-time": f"{outcome.tokenize_s * 1000:.2f}", "x-truncated-inputs": str(outcome.truncated),
+            **({"x-input-tokens": str(outcome.units.input_tokens), "x-output-tokens": str(outcome.units.output_tokens)}
+               if outcome.units.input_tokens else {})}

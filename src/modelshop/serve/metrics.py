@@ -36,5 +36,19 @@ class Metrics:
         self.swaps = Counter("modelshop_model_swaps", "new production versions swapped in while serving",
                              ["model"], registry=r)
 
+        # generative models
+        self.llm_output_tokens = Counter("modelshop_llm_output_tokens", "tokens generated, by model", ["model"],
+                                         registry=r)
+        self.llm_input_tokens = Counter("modelshop_llm_input_tokens", "prompt tokens read, by model", ["model"],
+                                        registry=r)
+        self.llm_ttft = Histogram("modelshop_llm_time_to_first_token_seconds", "from admission to the first token",
+                                  ["model"], buckets=SECONDS + (30.0, 60.0), registry=r)
+        self.llm_itl = Histogram("modelshop_llm_inter_token_latency_seconds", "between two tokens of one sequence",
+                                 ["model"], buckets=SECONDS, registry=r)
+        self.llm_running = Gauge("modelshop_llm_running_sequences", "sequences in the running batch", ["model"],
+                                 registry=r)
+        self.llm_waiting = Gauge("modelshop_llm_waiting_sequences", "sequences waiting for the running batch",
+                                 ["model"], registry=r)
+
     def render(self) -> bytes:
         return generate_latest(self.registry)

@@ -252,7 +252,8 @@ class ModelPool:
             if force or time.monotonic() - self._checked_at >= self.settings.reload_interval_s:
                 rows = await asyncio.to_thread(self.registry.production)
                 self._checked_at = time.monotonic()
-                self.production = {r.name: r for r in rows}
+                # generative versions are served by serve.generation.GenerativePool
+                self.production = {r.name: r for r in rows if r.family != "causal_lm"}
                 for name, row in self.production.items():
                     served = self.served.get(name)
                     if served is None or served.version_id != row.id:

@@ -23,6 +23,7 @@ from modelshop.errors import PayloadTooLarge, ValidationError
 from modelshop.gate import Units
 from modelshop.registry import Registry
 from modelshop.serve.batcher import Slots
+from modelshop.serve.generation import GenerativePool
 from modelshop.serve.metrics import Metrics
 from modelshop.serve.pool import ModelPool, ServedModel
 from modelshop.serve.runners import Seq
@@ -48,7 +49,9 @@ class Service:
         self.settings = settings
         self.metrics = Metrics()
         self.slots = Slots(settings.max_concurrent_requests, self.metrics)
-        self.pool = ModelPool(settings, registry or Registry.from_settings(settings), self.metrics)
+        registry = registry or Registry.from_settings(settings)
+        self.pool = ModelPool(settings, registry, self.metrics)
+        self.generative = GenerativePool(settings, registry, self.metrics)
 
     def check_texts(self, seqs: list[Seq]) -> None:
         """Count, emptiness and length of the texts, before any model work."""
@@ -95,8 +98,12 @@ class Service:
         return Outcome([r.output for r in results], units, max(r.queue_s for r in results),
                        sum(batches.values()), tokenize_s, sum(e.truncated for e in encoded))
 
+    async def start(self) -> None:
+        """Load every production version, classifiers and generative models (answering only once they are in)."""
+        await asyncio.gather(self.pool.start(), self.generative.start())
+
     async def aclose(self) -> None:
-        await self.pool.aclose()
+        await asyncio.gather(self.pool.aclose(), self.generative.aclose())
 
 
 async def until_disconnect(request: Request, work):
