@@ -28,10 +28,11 @@ app = typer.Typer(no_args_is_help=True, add_completion=False, pretty_exceptions_
 
 
 def _register() -> None:
-    from modelshop.cli import apps, billing, channels, data, demo, label, models, optimize, serve, train
+    from modelshop.cli import apps, billing, channels, data, demo, label, llm, models, optimize, serve, train
 
     app.add_typer(data.app, name="data", help="Load, profile and clean datasets.")
     app.add_typer(models.app, name="models", help="The model registry: list, show, promote.")
+    app.add_typer(llm.app, name="llm", help="Generative models: register local causal LMs, list them.")
     for group in (train, demo, serve, optimize, billing, apps, label, channels):
         group.register(app)
 

@@ -10,7 +10,9 @@ app = typer.Typer(no_args_is_help=True)
 
 
 def _summary(row) -> dict:
-    return {"name": row.name, "version": row.version, "stage": row.stage, "family": row.family,
+    from modelshop.llm.registry import kind
+
+    return {"name": row.name, "version": row.version, "stage": row.stage, "kind": kind(row), "family": row.family,
             "format": row.format, "base_model": row.base_model, "labels": row.labels,
             "macro_f1": row.metrics.get("macro_f1"), "accuracy": row.metrics.get("accuracy"),
             "recommended": row.metrics.get("recommended"), "data_sha256": row.data_sha256,
@@ -29,7 +31,8 @@ def list_(name: str = typer.Argument(None), json_out: bool = typer.Option(False,
     if not rows:
         typer.echo("no model registered yet; run `modelshop train` or `modelshop demo`")
     for r in rows:
-        typer.echo(f"{r['name']}:{r['version']}\t{r['stage']}\t{r['family']}/{r['format']}\tmacro-F1 {r['macro_f1']}")
+        figure = f"macro-F1 {r['macro_f1']}" if r["kind"] == "classifier" else f"base {r['base_model']}"
+        typer.echo(f"{r['name']}:{r['version']}\t{r['stage']}\t{r['kind']}\t{r['family']}/{r['format']}\t{figure}")
 
 
 @app.command()
