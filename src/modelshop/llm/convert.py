@@ -226,10 +226,11 @@ def eos_token_ids(model, tokenizer) -> list[int]:
     """Every token id that ends a generation: the generation config's, the config's, the tokenizer's,
     and the end-of-turn marker its chat template uses (see END_OF_TURN_MARKERS)."""
     ids: list[int] = []
+    vocab_size = getattr(model.config, "vocab_size", None) or len(tokenizer)
 
-    def add(value) -> None:
+    def add(value) -> None:  # ids outside the vocabulary (a config's default left in place) can never be sampled
         for v in value if isinstance(value, list | tuple) else [value]:
-            if isinstance(v, int) and v >= 0 and v not in ids:
+            if isinstance(v, int) and 0 <= v < vocab_size and v not in ids:
                 ids.append(v)
 
     add(getattr(getattr(model, "generation_config", None), "eos_token_id", None))
