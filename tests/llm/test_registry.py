@@ -281,6 +281,8 @@ def test_a_hub_id_is_taken_from_the_local_cache_only(settings, tiny_llama, tmp_p
 @pytest.mark.parametrize(("make", "name", "says"), [
     (lambda tmp, llama, bert: "/no/such/model", "m", "no such file or folder: /no/such/model"),
     (lambda tmp, llama, bert: str(bert), "m", "is BertModel (bert), not a causal language model"),
+    (lambda tmp, llama, bert: _bert_classifier(tmp / "intents"), "m",
+     "is BertForSequenceClassification (bert), not a causal language model"),
     (lambda tmp, llama, bert: str(llama), "bad/name", 'model name "bad/name" is not allowed'),
     (lambda tmp, llama, bert: "smolm2", "m", 'unknown base model "smolm2" (did you mean "smollm2"?)'),
     (lambda tmp, llama, bert: _copy(llama, tmp / "no-tok", "config.json", "model.safetensors"), "m",
@@ -318,6 +320,15 @@ def _copy(src: Path, dst: Path, *names: str) -> str:
     for n in names:
         shutil.copy(src / n, dst / n)
     return str(dst)
+
+
+def _bert_classifier(folder: Path) -> str:
+    from transformers import BertConfig, BertForSequenceClassification
+
+    config = BertConfig(vocab_size=64, hidden_size=16, num_hidden_layers=1, num_attention_heads=2,
+                        intermediate_size=32, num_labels=3)
+    BertForSequenceClassification(config).save_pretrained(folder)
+    return str(folder)
 
 
 def _write(path: Path, data: bytes) -> str:

@@ -207,12 +207,11 @@ def load_source(source: Source, *, progress: bool = False):
 def describe(model, tokenizer) -> dict:
     """The facts of modelshop.json that the engine and the listings read."""
     config = model.config
-    context = getattr(config, "max_position_embeddings", None) or getattr(config, "n_positions", None)
     return {
         "family": FAMILY, "format": FORMAT, "dtype": "float32",
         "architecture": config.model_type,
         "model_class": type(model).__name__,
-        "context_length": int(context) if context else None,
+        "context_length": context_length(config, tokenizer),
         "parameters": sum(p.numel() for p in model.parameters()),
         "vocab_size": len(tokenizer),
         "eos_token_ids": eos_token_ids(model, tokenizer),
@@ -220,6 +219,20 @@ def describe(model, tokenizer) -> dict:
         "pad_token_id": tokenizer.pad_token_id,
         "has_chat_template": bool(getattr(tokenizer, "chat_template", None)),
     }
+
+
+def context_length(config, tokenizer) -> int:
+    """The most positions the model was built for: the config's field under one of its usual names,
+    else the tokenizer's limit when it states a real one."""
+    for key in ("max_position_embeddings", "n_positions", "n_ctx", "max_sequence_length", "seq_length"):
+        value = getattr(config, key, None)
+        if isinstance(value, int) and value > 0:
+            return value
+    limit = getattr(tokenizer, "model_max_length", None)
+    if isinstance(limit, int) and 0 < limit < 10_000_000:  # transformers' "no limit" is a huge sentinel
+        return limit
+    raise ValidationError(f"cannot tell the context length of this {config.model_type} model: its config has no "
+                          "max_position_embeddings or n_positions; add one to config.json")
 
 
 def eos_token_ids(model, tokenizer) -> list[int]:
@@ -257,10 +270,8 @@ def convert(source: Source, build: Path, *, say: Say | None = None, progress: bo
     bars = progress and bool(source.gguf_file)  # transformers' bars only where they measure something slow
     model, tokenizer = load_source(source, progress=bars)
     with quiet_transformers(bars):
-        model.save_pretrained(build)
+        model.save_pretrained(build)  # with generation_config.json: a causal LM can generate
         tokenizer.save_pretrained(build)
-        if model.generation_config is not None:
-            model.generation_config.save_pretrained(build)
     seconds = round(time.perf_counter() - started, 1)
     meta = {**describe(model, tokenizer), "source": source.kind, "gguf_file": source.gguf_file,
             "conversion_seconds": seconds}
