@@ -50,7 +50,7 @@ def test_base64_and_dimensions(eclient, tiny_bert):
                          headers=AUTH).json()["data"][0]["embedding"]
     assert len(short) == 8 and np.linalg.norm(short) == pytest.approx(1.0, abs=1e-5)
     r = eclient.post("/v1/embeddings", json={"input": "x", "model": name, "dimensions": 33}, headers=AUTH)
-    assert r.status_code == 422 and "at most 32" in r.json()["error"]
+    assert r.status_code == 400 and "at most 32" in r.json()["error"]["message"]
 
 
 def test_embed_function_refuses_a_bare_string(tiny_embed_settings):

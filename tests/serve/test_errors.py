@@ -109,12 +109,22 @@ def test_explain_validation(client):
     assert "use coefficients" in msg
 
 
+def openai_error_of(r, status: int, code: str) -> str:
+    """On /v1/* errors come in OpenAI's shape (its clients raise the matching exception with our message)."""
+    assert r.status_code == status, r.text
+    error = r.json()["error"]
+    assert set(error) == {"message", "type", "param", "code"} and error["code"] == code
+    assert "\n" not in error["message"] and r.headers.get("x-request-id")
+    return error["message"]
+
+
 def test_embeddings_validation(client):
-    msg = error_of(client.post("/v1/embeddings", json={"input": "x", "model": "gpt-embed"}, headers=AUTH),
-                   404, "not_found")
+    msg = openai_error_of(client.post("/v1/embeddings", json={"input": "x", "model": "gpt-embed"}, headers=AUTH),
+                          404, "not_found")
     assert 'this server embeds with "minilm"' in msg
-    error_of(client.post("/v1/embeddings", json={"input": [1, 2, 3], "model": "minilm"}, headers=AUTH),
-             422, "validation")
+    openai_error_of(client.post("/v1/embeddings", json={"input": [1, 2, 3], "model": "minilm"}, headers=AUTH),
+                    400, "validation")
+    assert openai_error_of(client.post("/v1/embeddings", json={"input": "x"}), 401, "unauthorized")
 
 
 def test_ids_past_the_database_range_are_422_not_500(client):

@@ -92,11 +92,13 @@ async def handle_error(request: Request, exc: Exception) -> Response:
     headers = {"x-request-id": getattr(request.state, "request_id", ""), **error_headers(error)}
     if isinstance(exc, StarletteHTTPException) and exc.headers:
         headers.update(exc.headers)
-    if request.url.path.startswith("/v1/"):
+    if request.url.path.startswith(OPENAI_PATHS):
         return JSONResponse(openai_error_body(error), status_code=openai_status(error), headers=headers)
     return JSONResponse(error.to_body(), status_code=error.status_code, headers=headers)
 
 
+# the OpenAI-compatible routes answer errors in OpenAI's shape; our own /v1/account, /v1/partner keep ours
+OPENAI_PATHS = ("/v1/chat/", "/v1/completions", "/v1/models", "/v1/embeddings")
 OPENAI_TYPES = {400: "invalid_request_error", 401: "authentication_error", 402: "insufficient_quota",
                 403: "permission_error", 404: "invalid_request_error", 409: "conflict_error",
                 413: "invalid_request_error", 429: "rate_limit_error"}
