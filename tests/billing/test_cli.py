@@ -44,7 +44,8 @@ def test_operator_flow(settings, plan_files, capsys):
 
     assert {r[0] for r in asyncio.run(calls())} == {"ok"}
     usage = run(capsys, "usage", "--customer", str(customer["id"]), "--json")
-    assert usage["totals"] == {"requests": 60, "tokens": 720, "characters": 3000}
+    assert usage["totals"] == {"requests": 60, "tokens": 720, "characters": 3000, "input_tokens": 0,
+                               "output_tokens": 0}
 
     period = usage["period"]
     invoices = run(capsys, "invoices", "run", "--period", period, "--json")

@@ -101,7 +101,7 @@ def test_pricing_models_are_exact():
 def test_rounding_once_per_line_half_up():
     spec = parse_plan({**BASE, "currency": "JPY", "base_fee": "500",
                        "charges": [{"metric": "requests", "model": "unit", "unit_price": "0.5"}]})
-    lines = plan_lines(spec, {"requests": 3})                              # 1.5 yen → 2 (half up)
+    lines = plan_lines(spec, {"m": {"requests": 3}})                       # 1.5 yen → 2 (half up)
     assert [ln.amount_minor for ln in lines] == [500, 2]
     assert to_minor(Decimal("0.005"), "USD") == 1 and to_minor(Decimal("0.00499"), "USD") == 0
     assert to_minor(Decimal("1.0005"), "KWD") == 1001                       # three minor digits

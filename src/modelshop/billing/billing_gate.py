@@ -7,10 +7,14 @@
                   call is still under way (see `usage.claim`)
       admit       scope → 403, rpm/tpm buckets → 429 (retry_after, limit, remaining, reset in the
                   error), plan quota or prepaid wallet → 402 (both also count the calls admitted and
-                  not yet committed, on every replica sharing the Redis)
-      record      the usage event and idempotency record, group-committed, durable before return;
-                  when the key turns out to be used already, the stored reply to send instead
+                  not yet committed, on every replica sharing the Redis; a charge or quota that
+                  names models counts only those models' units)
+      record      the usage event (the units the call really used: a generative call's input and
+                  output tokens, not the max_tokens admitted) and idempotency record, group-committed,
+                  durable before return; when the key turns out to be used already, the stored reply
+                  to send instead
       exit        what `admit` held and a claim never recorded go back
+    token_prices  what the caller's plan charges per million input and output tokens of a model
 
 Database calls run in worker threads so the event loop keeps serving. No key is ever logged.
 """
@@ -33,17 +37,18 @@ from modelshop.billing.limits import make_limiter
 from modelshop.billing.money import fmt
 from modelshop.billing.periods import months_of, parse_period, period_of
 from modelshop.billing.plans import PlanSpec
-from modelshop.billing.pricing import usage_charges_minor
+from modelshop.billing.pricing import charge_for, charge_key, quota_used, token_prices, usage_charges_minor
 from modelshop.billing.tables import Customer, Plan
 from modelshop.db import Database, get_database, utcnow
 from modelshop.errors import Forbidden, PayloadTooLarge, PaymentRequired, QuotaExceeded, RateLimited, Unauthorized
-from modelshop.gate import Call, Meter, Principal, StoredReply, Units, UnmeteredCall
+from modelshop.gate import Call, Meter, Principal, StoredReply, TokenPrices, Units, UnmeteredCall
 from modelshop.settings import Settings
 
 log = logging.getLogger(__name__)
 _NO_MATCH = keystore.hash_key("no key has this hash")
 QUOTA_HOLD_S = 60.0   # longest a call admitted under a blocking quota holds its units before it is committed
 Hold = tuple[str, str, int]   # (limiter key, hold id, units) of a call admitted under a quota or wallet
+ANY_MODEL = "*"               # usage of every model together, for a plan whose charges and quota name none
 
 
 class BillingGate:
@@ -145,38 +150,35 @@ class BillingGate:
             raise RateLimited(f"rate limit of {limit} {which} per minute reached; "
                               f"retry in {verdict.retry_after:.1f} s", retry_after=verdict.retry_after,
                               limit=verdict.limit, remaining=verdict.remaining, reset=verdict.reset)
-        return await self._admit_plan(principal.customer_id, units)
+        return await self._admit_plan(principal.customer_id, usage.model_name(model), units)
 
     async def release(self, holds: list[Hold]) -> None:
         for hold in holds:
             await self.limiter.release(*hold)
 
-    async def _admit_plan(self, customer_id: int, units: Units) -> list[Hold]:
+    async def _admit_plan(self, customer_id: int, model: str, units: Units) -> list[Hold]:
         """Quota of the plan period and, for prepaid plans, the wallet (402 with the reason).
 
         Both count the calls committed to the ledger *and* the calls admitted but not yet committed:
-        each admitted call holds its units (per metric, in the limiter: in Redis when replicas share
-        one) from before the ledger is read until its usage is committed (in `record`), so concurrent
-        calls, on one replica or several, see one another and never both take the last unit of a
-        quota or the last cents of a wallet. A call that fails after admission gives its hold back
-        when its meter closes, or when the hold expires (QUOTA_HOLD_S).
+        each admitted call holds its units (in the limiter: in Redis when replicas share one) from
+        before the ledger is read until its usage is committed (in `record`), so concurrent calls, on
+        one replica or several, see one another and never both take the last unit of a quota or the
+        last cents of a wallet. A call holds in one bucket per thing counted (`_buckets`): the
+        blocking quota, and for a prepaid plan every charge (0 units in the charges its model's usage
+        does not fall under, which reads what the others hold there), all in one step, so of two
+        calls the later sees every hold of the earlier. A call that fails after admission gives its
+        holds back when its meter closes, or when they expire (QUOTA_HOLD_S).
         """
         spec, period = await self._plan_of(customer_id)
-        metrics = set()
-        if spec.quota is not None and spec.quota.action == "block":
-            metrics.add(spec.quota.metric)
-        if spec.prepaid:
-            metrics.update(c.metric for c in spec.charges)
-        if not metrics and not spec.prepaid:
+        buckets = _buckets(spec, model, units)
+        if not buckets and not spec.prepaid:
             return []
-        holds: list[Hold] = []
-        held: dict[str, int] = {}
+        holds: list[Hold] = [(f"held:{customer_id}:{period}:{bucket}", uuid.uuid4().hex, n)
+                             for bucket, n in buckets.items()]
         try:
-            for metric in sorted(metrics):
-                hold = (f"held:{customer_id}:{period}:{metric}", uuid.uuid4().hex, getattr(units, metric))
-                held[metric] = await self.limiter.reserve(*hold, QUOTA_HOLD_S)
-                holds.append(hold)
-            await asyncio.to_thread(self._check_plan, customer_id, spec, period, units, held)
+            totals = await self.limiter.reserve_many(holds, QUOTA_HOLD_S)
+            held = dict(zip(buckets, totals, strict=True))
+            await asyncio.to_thread(self._check_plan, customer_id, spec, period, model, buckets, held)
         except BaseException:
             await self.release(holds)
             raise
@@ -195,31 +197,41 @@ class BillingGate:
             customer = s.get(Customer, customer_id)
             return customer.plan_id, plan_spec(s.get(Plan, customer.plan_id))
 
-    def _check_plan(self, customer_id: int, spec: PlanSpec, period: str, units: Units,
+    def _check_plan(self, customer_id: int, spec: PlanSpec, period: str, model: str, mine: dict[str, int],
                     held: dict[str, int]) -> None:
-        """`held`: units per metric admitted and not yet committed, this call's included."""
+        """`mine`: this call's units per bucket; `held`: units per bucket admitted and not yet committed,
+        this call's included."""
+        busy = {b: max(0, n - mine[b]) for b, n in held.items()}   # the other calls under way
         with self.db.session() as s:
-            used = usage.month_totals(s, customer_id, months_of(period))
-            # units of the other calls under way (admitted, not yet in the ledger)
-            busy = {m: max(0, n - getattr(units, m)) for m, n in held.items()}
-            if spec.quota is not None and spec.quota.action == "block":
-                metric = spec.quota.metric
-                if used[metric] + held[metric] > spec.quota.limit:
+            used = _used(s, customer_id, spec, period)
+            quota = spec.quota
+            if quota is not None and _quota_blocks(quota, model):
+                bucket, done = _quota_bucket(quota), quota_used(quota, used)
+                if done + held[bucket] > quota.limit:
                     _, end, _ = parse_period(period)
-                    more = f", {busy[metric]:,} more in calls under way" if busy[metric] else ""
+                    more = f", {busy[bucket]:,} more in calls under way" if busy[bucket] else ""
+                    of = f" of {', '.join(quota.models)}" if quota.models else ""
                     raise QuotaExceeded(
-                        f"quota of {spec.quota.limit:,} {metric} per {spec.interval} reached "
-                        f"({used[metric]:,} used{more}); it resets at {end:%Y-%m-%dT%H:%M:%SZ}, "
-                        "or move to a larger plan", limit=spec.quota.limit, used=used[metric],
-                        reset_at=end.isoformat())
+                        f"quota of {quota.limit:,} {quota.metric}{of} per {spec.interval} reached "
+                        f"({done:,} used{more}); it resets at {end:%Y-%m-%dT%H:%M:%SZ}, "
+                        "or move to a larger plan", limit=quota.limit, used=done, reset_at=end.isoformat())
             if spec.prepaid:
                 balance = wallet.balance_minor(s, customer_id, spec.currency)
-                spent = usage_charges_minor(spec, {m: n + busy.get(m, 0) for m, n in used.items()})
+                spent = usage_charges_minor(spec, used, [busy.get(_charge_bucket(spec, i), 0)
+                                                         for i in range(len(spec.charges))])
                 if spent >= balance:
                     raise PaymentRequired(
                         f"prepaid balance exhausted ({fmt(balance - spent, spec.currency)} {spec.currency} "
                         "left after this period's usage, calls under way included); top up the wallet",
                         balance=fmt(balance - spent, spec.currency), currency=spec.currency)
+
+    async def token_prices(self, principal: Principal, model: str) -> TokenPrices | None:
+        """What the caller's plan charges per million input and output tokens of model `model` (NAME, or
+        NAME:VERSION); None for a caller who is not a customer, or whose plan charges neither."""
+        if principal.kind != "customer":
+            return None
+        spec, _ = await self._plan_of(principal.customer_id)
+        return token_prices(spec, usage.model_name(model))
 
     # --- record ------------------------------------------------------------------------------
 
@@ -233,8 +245,9 @@ class BillingGate:
         metered = usage.Metered(
             customer_id=principal.customer_id, key_id=principal.key_id, request_id=call.request_id[:64],
             route=call.route[:100], model=call.model[:200], requests=call.units.requests,
-            tokens=call.units.tokens, characters=call.units.characters,
-            compute_us=round(call.inference_seconds * 1_000_000), occurred_at=self.clock(),
+            tokens=call.units.tokens, characters=call.units.characters, input_tokens=call.units.input_tokens,
+            output_tokens=call.units.output_tokens, compute_us=round(call.inference_seconds * 1_000_000),
+            occurred_at=self.clock(),
             idempotency_key=usage.check_idempotency_key(call.idempotency_key), status=reply.status,
             body=reply.body, headers=dict(reply.headers), fingerprint=call.fingerprint)
         result = await self.committer.submit(metered)
@@ -298,6 +311,48 @@ class BillingMeter:
     async def _give_back(self) -> None:
         holds, self._holds = self._holds, []
         await self.gate.release(holds)
+
+
+def _quota_blocks(quota, model: str) -> bool:
+    """Whether `quota` may refuse a call of model NAME `model`."""
+    return quota.action == "block" and (quota.models is None or model in quota.models)
+
+
+def _quota_bucket(quota) -> str:
+    """A quota's hold bucket: its metric (as every quota's was before quotas could name models)."""
+    return quota.metric if quota.models is None else f"{quota.metric}@{','.join(quota.models)}"
+
+
+def _charge_bucket(spec: PlanSpec, index: int) -> str:
+    """A charge's hold bucket: its metric for a charge that counts every model's units (the same bucket as
+    a quota on that metric), else what it counts ("input_tokens@smollm2", "input_tokens@*" for the rest)."""
+    charge = spec.charges[index]
+    if charge.models is None and not any(c.metric == charge.metric and c.models for c in spec.charges):
+        return charge.metric
+    return charge_key(charge).replace(":", "@", 1)
+
+
+def _buckets(spec: PlanSpec, model: str, units: Units) -> dict[str, int]:
+    """The buckets a call of `model` holds in, with its units in each (0 where its usage does not count)."""
+    out: dict[str, int] = {}
+    quota = spec.quota
+    if quota is not None and _quota_blocks(quota, model):
+        out[_quota_bucket(quota)] = getattr(units, quota.metric)
+    if spec.prepaid:
+        for i, charge in enumerate(spec.charges):
+            bucket = _charge_bucket(spec, i)
+            mine = getattr(units, charge.metric) if charge_for(spec, charge.metric, model) == i else 0
+            out[bucket] = max(out.get(bucket, 0), mine)
+    return dict(sorted(out.items()))
+
+
+def _used(s, customer_id: int, spec: PlanSpec, period: str) -> dict[str, dict[str, int]]:
+    """The committed usage of the period (`pricing.Usage`): per model NAME where the plan names models,
+    else every model's together under ANY_MODEL (one counter row a month)."""
+    months = months_of(period)
+    if any(c.models for c in spec.charges) or (spec.quota is not None and spec.quota.models):
+        return usage.model_month_totals(s, customer_id, months)
+    return {ANY_MODEL: usage.month_totals(s, customer_id, months)}
 
 
 def _stored(row) -> StoredReply:

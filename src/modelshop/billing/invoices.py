@@ -1,6 +1,7 @@
 """Invoices per customer and period: draft → finalised → paid | void (with a credit note).
 
-A run aggregates the period's usage in SQL (GROUP BY customer) and (re)computes drafts; an
+A run aggregates the period's usage in SQL (GROUP BY customer and model: a charge may price only
+some models) and (re)computes drafts; an
 invoice that left draft is never touched again (here, in `billing.ledger_guards` and by triggers).
 Finalising numbers the invoice from one gapless sequence and draws prepaid credits first.
 
@@ -24,7 +25,8 @@ from modelshop.billing.accounts import load_customer, plan_spec
 from modelshop.billing.money import fmt
 from modelshop.billing.periods import parse_period
 from modelshop.billing.pricing import Line, discount_line, plan_lines
-from modelshop.billing.tables import CreditNote, Customer, Invoice, InvoiceLine, Plan, Reseller, UsageEvent, WalletEntry
+from modelshop.billing.tables import CreditNote, Customer, Invoice, InvoiceLine, Plan, Reseller, WalletEntry
+from modelshop.billing.usage import by_name, usage_by_model
 from modelshop.db import Database, utcnow
 from modelshop.errors import Conflict, NotFound, ValidationError
 
@@ -36,7 +38,7 @@ def invoice_view(inv: Invoice, lines: list[InvoiceLine], customer: Customer | No
     return {"id": inv.id, "number": f"{NUMBER_PREFIX}-{inv.number:06d}" if inv.number else None,
             "customer_id": inv.customer_id, "customer": customer.name if customer else None,
             "period": inv.period, "status": inv.status, "currency": c,
-            "lines": [{"kind": ln.kind, "metric": ln.metric, "description": ln.description,
+            "lines": [{"kind": ln.kind, "metric": ln.metric, "models": ln.models, "description": ln.description,
                        "quantity": str(ln.quantity),
                        "unit_price": None if ln.unit_price is None else str(ln.unit_price),
                        "amount": fmt(ln.amount_minor, c)} for ln in sorted(lines, key=lambda x: x.position)],
@@ -49,14 +51,8 @@ def invoice_view(inv: Invoice, lines: list[InvoiceLine], customer: Customer | No
 
 
 def _usage_per_customer(s: Session, start: dt.datetime, end: dt.datetime, customer_id: int | None = None) -> dict:
-    q = (select(UsageEvent.customer_id, func.sum(UsageEvent.requests), func.sum(UsageEvent.tokens),
-                func.sum(UsageEvent.characters))
-         .where(UsageEvent.occurred_at >= start, UsageEvent.occurred_at < end)
-         .group_by(UsageEvent.customer_id))
-    if customer_id is not None:
-        q = q.where(UsageEvent.customer_id == customer_id)
-    return {c: {"requests": int(r or 0), "tokens": int(t or 0), "characters": int(ch or 0)}
-            for c, r, t, ch in s.execute(q)}
+    """customer → model NAME → metric → units of the period (`pricing.Usage` per customer)."""
+    return by_name(usage_by_model(s, start, end, customer_id))
 
 
 def _lines_for(customer: Customer, plan: Plan, reseller: Reseller | None, quantities: dict,
@@ -75,7 +71,8 @@ def _fill(s: Session, inv: Invoice, lines: list[Line], plan: Plan, balance_minor
     """Write a draft's lines (its old ones already deleted) and amounts; credits are previewed from the
     wallet balance here and drawn only at finalisation."""
     rows = [InvoiceLine(invoice_id=inv.id, position=i, kind=ln.kind, metric=ln.metric, description=ln.description,
-                        quantity=ln.quantity, unit_price=ln.unit_price, amount_minor=ln.amount_minor)
+                        quantity=ln.quantity, unit_price=ln.unit_price, amount_minor=ln.amount_minor,
+                        models=None if ln.models is None else list(ln.models))
             for i, ln in enumerate(lines)]
     s.add_all(rows)
     inv.plan_id, inv.currency = plan.id, plan.currency

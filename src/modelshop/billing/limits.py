@@ -7,7 +7,9 @@ them in one Lua script, so every replica sharing the Redis enforces one limit.
 
 Both also keep quota holds (`reserve`/`release`): units of calls admitted under a blocking quota
 and not yet committed to the ledger, each with an expiry, so concurrent calls (on one replica, or
-on every replica sharing the Redis) count one another's (see `BillingGate._admit_plan`).
+on every replica sharing the Redis) count one another's (see `BillingGate._admit_plan`). A call
+holding in several buckets takes them in one step (`reserve_many`: one lock, one Lua script), so
+of two calls the later always sees all of the earlier's holds, whatever buckets each holds in.
 
 When Redis cannot be reached, each kind of check fails open or closed as the settings say
 (`rate_limits_when_redis_down`, default open: the API stays up without rpm/tpm limits;
@@ -88,12 +90,19 @@ class LocalLimiter:
 
     async def reserve(self, bucket: str, member: str, amount: int, ttl_s: float) -> int:
         """Hold `amount` units in `bucket` for up to `ttl_s`; the units now held there, this one included."""
+        return (await self.reserve_many([(bucket, member, amount)], ttl_s))[0]
+
+    async def reserve_many(self, holds: list[tuple[str, str, int]], ttl_s: float) -> list[int]:
+        """`reserve` for each (bucket, member, amount), all in one step; the units held in each bucket."""
         with self._lock:
             now = self._clock()
-            held = {m: (a, exp) for m, (a, exp) in self._held.get(bucket, {}).items() if exp > now}
-            held[member] = (amount, now + ttl_s)
-            self._held[bucket] = held
-            return sum(a for a, _ in held.values())
+            out = []
+            for bucket, member, amount in holds:
+                held = {m: (a, exp) for m, (a, exp) in self._held.get(bucket, {}).items() if exp > now}
+                held[member] = (amount, now + ttl_s)
+                self._held[bucket] = held
+                out.append(sum(a for a, _ in held.values()))
+            return out
 
     async def release(self, bucket: str, member: str, amount: int) -> None:
         with self._lock:
@@ -142,20 +151,25 @@ return out
 """
 
 
-# Quota reservations: KEYS[1] a sorted set of "id:units" members scored by expiry; ARGV: member, ttl (s).
-# Drops expired members, adds this one and returns the units held, this one included, in one step.
+# Quota reservations: each KEYS[i] a sorted set of "id:units" members scored by expiry; ARGV[1]: ttl (s),
+# ARGV[1 + i]: the member for KEYS[i]. For every key: drops expired members, adds this one, and returns the
+# units held there, this one included; all keys in one step (a script runs alone).
 RESERVE_LUA = """
 local t = redis.call('TIME')
 local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
-local ttl = tonumber(ARGV[2])
-redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now)
-redis.call('ZADD', KEYS[1], now + ttl, ARGV[1])
-redis.call('PEXPIRE', KEYS[1], math.ceil(ttl * 1000) + 1000)
-local held = 0
-for _, m in ipairs(redis.call('ZRANGE', KEYS[1], 0, -1)) do
-  held = held + tonumber(string.match(m, ':(%d+)$'))
+local ttl = tonumber(ARGV[1])
+local out = {}
+for i = 1, #KEYS do
+  redis.call('ZREMRANGEBYSCORE', KEYS[i], '-inf', now)
+  redis.call('ZADD', KEYS[i], now + ttl, ARGV[i + 1])
+  redis.call('PEXPIRE', KEYS[i], math.ceil(ttl * 1000) + 1000)
+  local held = 0
+  for _, m in ipairs(redis.call('ZRANGE', KEYS[i], 0, -1)) do
+    held = held + tonumber(string.match(m, ':(%d+)$'))
+  end
+  out[i] = held
 end
-return held
+return out
 """
 
 
@@ -215,13 +229,20 @@ class RedisLimiter:
 
     async def reserve(self, bucket: str, member: str, amount: int, ttl_s: float) -> int:
         """Hold `amount` units in `bucket` (shared by every replica) for up to `ttl_s`; the units held now."""
+        return (await self.reserve_many([(bucket, member, amount)], ttl_s))[0]
+
+    async def reserve_many(self, holds: list[tuple[str, str, int]], ttl_s: float) -> list[int]:
+        """`reserve` for each (bucket, member, amount), all in one script; the units held in each bucket."""
+        if not holds:
+            return []
         try:
-            held = int(await self._reserve(keys=[f"{self._prefix}:{bucket}"], args=[f"{member}:{amount}", str(ttl_s)]))
+            held = await self._reserve(keys=[f"{self._prefix}:{bucket}" for bucket, _, _ in holds],
+                                       args=[str(ttl_s), *(f"{member}:{amount}" for _, member, amount in holds)])
         except (RedisError, OSError) as e:
             self._unreachable(e, self.quotas_when_down, "the plan's quota or prepaid balance")
-            return amount  # open: the ledger alone decides, without the calls under way elsewhere
+            return [amount for _, _, amount in holds]  # open: the ledger alone decides, without calls elsewhere
         self._reachable()
-        return held
+        return [int(h) for h in held]
 
     async def release(self, bucket: str, member: str, amount: int) -> None:
         """Never raises: a hold that cannot be given back expires by itself."""

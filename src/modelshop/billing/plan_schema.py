@@ -2,9 +2,14 @@
 
     PlanIn        code, name, description, currency, interval, base_fee, charges, quota, prepaid
     charges[]     one of four shapes, told apart by `model` (a discriminated union):
-                  unit (unit_price) | graduated, volume (tiers) | package (package_size, package_price)
+                  unit (unit_price) | graduated, volume (tiers) | package (package_size, package_price);
+                  each may name `models` (model names, no version) to price only their usage
     TierIn        up_to (null: unbounded, the last tier only), unit_price
-    QuotaIn       metric, limit, action
+    QuotaIn       metric, limit, action, models
+
+Per metric, each model's usage is priced by one charge: the charge naming that model, else the
+metric's charge without `models` (which so prices "every other model"), else none. A model named
+by two charges of one metric, or two charges of one metric without `models`, is refused.
 
 Each field carries its own check, written to give the message of the old hand-written parser;
 `PlanIn.model_validate` turns whatever pydantic collected into one line naming the field
@@ -26,8 +31,9 @@ from pydantic_core import PydanticCustomError
 
 from modelshop.billing.money import check_currency, exact_minor, parse_decimal
 from modelshop.errors import ValidationError, did_you_mean
+from modelshop.registry import NAME_RE as MODEL_NAME_RE
 
-METRICS = ("requests", "tokens", "characters")
+METRICS = ("requests", "tokens", "characters", "input_tokens", "output_tokens")
 PRICING_MODELS = ("unit", "graduated", "volume", "package")
 INTERVALS = ("month", "year")
 QUOTA_ACTIONS = ("block", "allow")
@@ -112,11 +118,31 @@ def _list_of(what: str, empty_ok: bool):
     return check
 
 
+def _model_names(value: object) -> object:
+    if value is None:
+        return None
+    if not isinstance(value, list) or not value:
+        raise _problem('expected a non-empty list of model names, e.g. ["smollm2"] (leave it out for every model)')
+    for i, name in enumerate(value):
+        if not isinstance(name, str):
+            raise _problem(f"expected a model name (text), found {type(name).__name__}", at=f"[{i}]")
+        if ":" in name and MODEL_NAME_RE.match(name.partition(":")[0]):
+            raise _problem(f'"{name}": name the model without its version ("{name.partition(":")[0]}"); '
+                           "a charge applies to every version", at=f"[{i}]")
+        if not MODEL_NAME_RE.match(name):
+            raise _problem(f'"{name}" is not a model name (letters, digits, "_", "." or "-", max 100)', at=f"[{i}]")
+        if name in value[:i]:
+            raise _problem(f'"{name}" is named twice', at=f"[{i}]")
+    return value
+
+
 Amount = Annotated[Decimal, BeforeValidator(_amount), WithJsonSchema(
     {"type": "string", "pattern": r"^[0-9]+(\.[0-9]+)?$", "examples": ["0.002"],
      "description": "a decimal amount written as a string, so it stays exact (floats are refused)"})]
 Metric = Annotated[Literal[METRICS], BeforeValidator(_choice(METRICS))]
 Text = Annotated[str, BeforeValidator(_text)]
+Models = Annotated[list[str] | None, BeforeValidator(_model_names), Field(
+    description="model names (no version) this applies to; leave it out for every model")]
 
 
 def _tier_order(tiers: list[TierIn]) -> list[TierIn]:
@@ -154,6 +180,7 @@ class _Charge(_Strict):
     metric: Metric = Field(description=f"one of {', '.join(METRICS)} (what is counted)")
     free_units: Annotated[int, BeforeValidator(_count(0)), Field(ge=0)] = Field(
         0, description="units per period before the price applies")
+    models: Models = None
 
 
 class UnitChargeIn(_Charge):
@@ -193,6 +220,7 @@ class QuotaIn(_Strict):
         description="the number of units allowed per billing period")
     action: Annotated[Literal[QUOTA_ACTIONS], BeforeValidator(_choice(QUOTA_ACTIONS))] = Field(
         "block", description="over the limit: block (402) or allow (and bill the overage)")
+    models: Models = None
 
 
 class PlanIn(_Strict):
@@ -202,7 +230,9 @@ class PlanIn(_Strict):
         {"code": "pro", "name": "Pro", "currency": "USD", "interval": "month", "base_fee": "49.00",
          "charges": [{"metric": "tokens", "model": "graduated", "free_units": 100000,
                       "tiers": [{"up_to": 1000000, "unit_price": "0.00002"},
-                                {"up_to": None, "unit_price": "0.00001"}]}],
+                                {"up_to": None, "unit_price": "0.00001"}]},
+                     {"metric": "input_tokens", "model": "unit", "unit_price": "0.0000002", "models": ["smollm2"]},
+                     {"metric": "output_tokens", "model": "unit", "unit_price": "0.0000006", "models": ["smollm2"]}],
          "quota": {"metric": "requests", "limit": 1000000, "action": "allow"}}]})
 
     code: Annotated[str, BeforeValidator(_code)] = Field(
@@ -213,7 +243,7 @@ class PlanIn(_Strict):
     interval: Annotated[Literal[INTERVALS], BeforeValidator(_choice(INTERVALS))] = "month"
     base_fee: Amount | None = Field(None, description="flat fee per period")
     charges: Annotated[list[ChargeIn], BeforeValidator(_list_of("charges", empty_ok=True))] = Field(
-        default_factory=list, description="at most one per metric")
+        default_factory=list, description="per metric, at most one for each model and one without models")
     quota: QuotaIn | None = None
     prepaid: Annotated[bool, BeforeValidator(_flag)] = Field(
         False, description="usage draws on the customer's prepaid credits")
@@ -225,11 +255,17 @@ class PlanIn(_Strict):
                 exact_minor(self.base_fee, self.currency, "base_fee")
             except ValidationError as e:
                 raise _problem(e.message) from None
-        seen: set[str] = set()
+        seen: set[tuple[str, str | None]] = set()
         for i, c in enumerate(self.charges):
-            if c.metric in seen:
-                raise _problem(f'"{c.metric}" is charged twice; use one charge per metric', at=f"charges[{i}].metric")
-            seen.add(c.metric)
+            for name in c.models or [None]:
+                if (c.metric, name) not in seen:
+                    seen.add((c.metric, name))
+                elif name is None:
+                    raise _problem(f'"{c.metric}" is charged twice; use one charge per metric (or name the '
+                                   "models each applies to)", at=f"charges[{i}].metric")
+                else:
+                    raise _problem(f'"{c.metric}" of model "{name}" is charged twice; name each model in one '
+                                   f"{c.metric} charge", at=f"charges[{i}].models")
         if not self.charges and self.base_fee is None and self.quota is None:
             raise _problem("plan has no charges, no base_fee and no quota; a free tier needs at least a quota")
         return self
@@ -247,7 +283,7 @@ class PlanIn(_Strict):
 MODEL_FIELDS = {model: tuple(f for f in shape.model_fields if f not in _Charge.model_fields and f != "model")
                 for model, shape in CHARGE_SHAPES.items()}
 PLAN_KEYS = tuple(PlanIn.model_fields)
-CHARGE_KEYS = ("metric", "model", "free_units", *dict.fromkeys(f for fs in MODEL_FIELDS.values() for f in fs))
+CHARGE_KEYS = ("metric", "model", "free_units", "models", *dict.fromkeys(f for fs in MODEL_FIELDS.values() for f in fs))
 TIER_KEYS = tuple(TierIn.model_fields)
 QUOTA_KEYS = tuple(QuotaIn.model_fields)
 

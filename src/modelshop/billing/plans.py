@@ -1,7 +1,10 @@
 """Plan files: a plan written in YAML or JSON, validated strictly, and the spec the billing code uses.
 
 A plan is a currency, a billing interval, an optional flat `base_fee`, priced `charges` per
-metric (unit, graduated, volume or package), an optional `quota` and `prepaid` flag:
+metric (unit, graduated, volume or package), an optional `quota` and `prepaid` flag. A charge
+(or the quota) may name `models`: then it counts only their usage, so one plan prices each
+generative model's input and output tokens its own way (see `plan_schema` for which charge
+prices a model's usage, and `pricing` for the sums):
 
     free tier       quota, no prices           pay-as-you-go   one `unit` charge
     subscription    base_fee + free_units + overage tiers     prepaid   `prepaid: true`
@@ -52,6 +55,7 @@ class Charge:
     unit_price: Decimal | None = None
     package_size: int | None = None
     package_price: Decimal | None = None
+    models: tuple[str, ...] | None = None     # model names it prices; None: every model no other charge names
 
 
 @dataclass(frozen=True)
@@ -59,6 +63,7 @@ class Quota:
     metric: str
     limit: int
     action: str = "block"
+    models: tuple[str, ...] | None = None     # model names whose usage it counts; None: every model
 
 
 @dataclass(frozen=True)
@@ -83,6 +88,8 @@ class PlanSpec:
         out["charges"] = [_charge_dict(c) for c in self.charges]
         if self.quota:
             out["quota"] = {"metric": self.quota.metric, "limit": self.quota.limit, "action": self.quota.action}
+            if self.quota.models:
+                out["quota"]["models"] = list(self.quota.models)
         out["prepaid"] = self.prepaid
         return out
 
@@ -98,6 +105,8 @@ def _charge_dict(c: Charge) -> dict:
     if c.package_size is not None:
         d["package_size"] = c.package_size
         d["package_price"] = str(c.package_price)
+    if c.models:
+        d["models"] = list(c.models)
     return d
 
 
@@ -129,7 +138,8 @@ def spec_of(plan: PlanIn) -> PlanSpec:
     return PlanSpec(code=plan.code, name=plan.name or plan.code, description=plan.description,
                     currency=plan.currency, interval=plan.interval, base_fee=plan.base_fee,
                     charges=tuple(_charge(c) for c in plan.charges),
-                    quota=Quota(plan.quota.metric, plan.quota.limit, plan.quota.action) if plan.quota else None,
+                    quota=Quota(plan.quota.metric, plan.quota.limit, plan.quota.action,
+                                _names(plan.quota.models)) if plan.quota else None,
                     prepaid=plan.prepaid)
 
 
@@ -137,4 +147,8 @@ def _charge(c) -> Charge:
     fields = {name: getattr(c, name) for name in MODEL_FIELDS[c.model]}
     if "tiers" in fields:
         fields["tiers"] = tuple(Tier(t.up_to, t.unit_price) for t in fields["tiers"])
-    return Charge(c.metric, c.model, c.free_units, **fields)
+    return Charge(c.metric, c.model, c.free_units, **fields, models=_names(c.models))
+
+
+def _names(models: list[str] | None) -> tuple[str, ...] | None:
+    return tuple(models) if models else None

@@ -1,15 +1,24 @@
-"""Revenue, serving cost and gross margin per model, customer and period.
+"""Revenue, upstream cost, serving cost and gross margin per model, customer and period.
 
 Revenue is what a period's (non-void) invoices bill before prepaid credits: subtotal less
-discounts. Each invoice is spread over the models the customer called: a usage line by the
-models' share of its metric, the base fee and discounts by their share of requests, in integer
-minor units that add up exactly. Serving cost is compute time and tokens (summed in SQL) times
-the per-model rates of `Settings.serving_cost_*`, rounded once per customer and model.
+discounts. Each invoice is spread over the models the customer called: a usage line over the
+models it priced (its `models`, every model when it names none) by their share of its metric
+(so a generative model's input and output token charges go to it alone), the base fee and
+discounts by their share of requests, in integer minor units that add up exactly.
+
+Costs, per customer and model, each rounded once, in `Settings.serving_cost_currency`:
+    serving cost    compute time and tokens (summed in SQL) times the per-model rates of
+                    `Settings.serving_cost_*`
+    upstream cost   what an upstream provider charges for a resold model's input and output
+                    tokens: per million, from `upstream_rates` (model → (input, output)); none
+                    given, every model's is 0
+    margin          revenue − serving cost − upstream cost
 """
 
 from __future__ import annotations
 
 from collections import defaultdict
+from collections.abc import Mapping
 from decimal import Decimal
 
 from sqlalchemy import select
@@ -17,20 +26,27 @@ from sqlalchemy import select
 from modelshop.billing.money import CONTEXT, allocate, fmt, to_minor
 from modelshop.billing.periods import parse_period
 from modelshop.billing.tables import Customer, Invoice, InvoiceLine
-from modelshop.billing.usage import usage_by_model
+from modelshop.billing.usage import METRIC_COLUMNS, model_name, usage_by_model
 from modelshop.db import Database
 from modelshop.settings import Settings
 
 NO_USAGE = "(no usage)"
 MILLION, THOUSAND = Decimal(1_000_000), Decimal(1000)
+SUMMED = ("requests", "tokens", "input_tokens", "output_tokens", "compute_us")   # figures each row adds up
+UpstreamRates = Mapping[str, tuple[Decimal, Decimal]]   # model → (input, output) cost per million tokens
 
 
-def rate(rates: dict[str, Decimal], model: str) -> Decimal:
-    """The rate of NAME:VERSION, else of NAME, else the "*" default, else zero."""
+def _lookup(rates: Mapping, model: str, default):
+    """The entry of NAME:VERSION, else of NAME, else the "*" default, else `default`."""
     for key in (model, model.partition(":")[0], "*"):
         if key in rates:
-            return Decimal(rates[key])
-    return Decimal(0)
+            return rates[key]
+    return default
+
+
+def rate(rates: Mapping[str, Decimal], model: str) -> Decimal:
+    """The rate of NAME:VERSION, else of NAME, else the "*" default, else zero."""
+    return Decimal(_lookup(rates, model, 0))
 
 
 def serving_cost(settings: Settings, model: str, compute_us: int, tokens: int) -> Decimal:
@@ -41,17 +57,39 @@ def serving_cost(settings: Settings, model: str, compute_us: int, tokens: int) -
                        CONTEXT.multiply(per_1k, Decimal(tokens) / THOUSAND))
 
 
-def _margin(revenue: int, cost: int | None, currency: str) -> dict:
-    out = {"revenue": fmt(revenue, currency), "serving_cost": None, "margin": None, "margin_percent": None}
-    if cost is not None:
-        out.update(serving_cost=fmt(cost, currency), margin=fmt(revenue - cost, currency),
-                   margin_percent=str((Decimal(revenue - cost) * 100 / revenue).quantize(Decimal("0.1")))
+def upstream_cost(rates: UpstreamRates, model: str, input_tokens: int, output_tokens: int) -> Decimal:
+    """Exact cost an upstream provider charges for this many tokens of `model` (0 for a model of our own)."""
+    per_input, per_output = _lookup(rates, model, (0, 0))
+    return CONTEXT.add(CONTEXT.multiply(Decimal(per_input), Decimal(input_tokens) / MILLION),
+                       CONTEXT.multiply(Decimal(per_output), Decimal(output_tokens) / MILLION))
+
+
+def _margin(revenue: int, cost: int | None, upstream: int | None, currency: str) -> dict:
+    out = {"revenue": fmt(revenue, currency), "upstream_cost": None, "serving_cost": None, "margin": None,
+           "margin_percent": None}
+    if cost is not None and upstream is not None:
+        margin = revenue - cost - upstream
+        out.update(upstream_cost=fmt(upstream, currency), serving_cost=fmt(cost, currency),
+                   margin=fmt(margin, currency),
+                   margin_percent=str((Decimal(margin) * 100 / revenue).quantize(Decimal("0.1")))
                    if revenue else None)
     return out
 
 
-def revenue(db: Database, period: str, settings: Settings) -> dict:
-    """Revenue, serving cost and margin of a period, by model and by customer (per currency)."""
+def _weights(line: InvoiceLine, rows: list[dict]) -> list[int]:
+    """How a line's amount is spread over the customer's usage rows (one per model)."""
+    if line.kind != "usage":
+        return [r["requests"] for r in rows]
+    mine = [line.models is None or model_name(r["model"]) in line.models for r in rows]
+    weights = [r.get(line.metric, 0) if m else 0 for r, m in zip(rows, mine, strict=True)]
+    if not any(weights) and any(mine):   # nothing metered (a minimum, a package): over its models alike
+        weights = [int(m) for m in mine]
+    return weights
+
+
+def revenue(db: Database, period: str, settings: Settings, *, upstream_rates: UpstreamRates | None = None) -> dict:
+    """Revenue, upstream cost, serving cost and margin of a period, by model and by customer (per
+    currency), with each row's requests, tokens, input and output tokens and compute seconds."""
     start, end, _ = parse_period(period)
     cost_currency = settings.serving_cost_currency
     with db.session() as s:
@@ -61,27 +99,29 @@ def revenue(db: Database, period: str, settings: Settings) -> dict:
         if invoices:
             for ln in s.scalars(select(InvoiceLine).where(InvoiceLine.invoice_id.in_([i.id for i, _ in invoices]))):
                 lines[ln.invoice_id].append(ln)
-        usage: dict[int, list[tuple]] = defaultdict(list)
-        for c, model, req, tok, ch, us in usage_by_model(s, start, end):
-            usage[c].append((model, {"requests": req, "tokens": tok, "characters": ch}, us))
-    # cells keyed (customer_id, model): revenue and cost in minor units of the invoice currency
+        usage: dict[int, list[dict]] = defaultdict(list)
+        for row in usage_by_model(s, start, end):
+            usage[row["customer_id"]].append(row)
+    nothing = {"model": NO_USAGE, **dict.fromkeys((*METRIC_COLUMNS, "compute_us"), 0)}
+    # cells keyed (customer_id, model): revenue and costs in minor units of the invoice currency
     cells: dict[tuple[int, str], dict] = {}
     statuses: dict[str, int] = defaultdict(int)
     for inv, name in invoices:
         statuses[inv.status] += 1
-        rows = usage.get(inv.customer_id) or [(NO_USAGE, {"requests": 0, "tokens": 0, "characters": 0}, 0)]
+        rows = usage.get(inv.customer_id) or [nothing]
         share = [0] * len(rows)
         for ln in lines[inv.id]:
-            metric = ln.metric if ln.kind == "usage" else "requests"
-            for i, part in enumerate(allocate(ln.amount_minor, [r[1][metric] for r in rows])):
+            for i, part in enumerate(allocate(ln.amount_minor, _weights(ln, rows))):
                 share[i] += part
-        for (model, units, us), rev in zip(rows, share, strict=True):
-            cost = None
+        for row, rev in zip(rows, share, strict=True):
+            cost = upstream = None
             if inv.currency == cost_currency:
-                cost = to_minor(serving_cost(settings, model, us, units["tokens"]), cost_currency)
-            cells[(inv.customer_id, model)] = {"customer": name, "currency": inv.currency, "revenue": rev,
-                                               "cost": cost, "requests": units["requests"],
-                                               "tokens": units["tokens"], "compute_us": us}
+                cost = to_minor(serving_cost(settings, row["model"], row["compute_us"], row["tokens"]), cost_currency)
+                upstream = to_minor(upstream_cost(upstream_rates or {}, row["model"], row["input_tokens"],
+                                                  row["output_tokens"]), cost_currency)
+            cells[(inv.customer_id, row["model"])] = {"customer": name, "currency": inv.currency, "revenue": rev,
+                                                      "cost": cost, "upstream": upstream,
+                                                      **{f: row[f] for f in SUMMED}}
     return {"period": period, "cost_currency": cost_currency, "invoices": dict(statuses),
             "by_model": _rollup(cells, lambda k: k[1], "model"),
             "by_customer": _rollup(cells, lambda k: k[0], "customer_id"),
@@ -91,18 +131,20 @@ def revenue(db: Database, period: str, settings: Settings) -> dict:
 def _rollup(cells: dict, key, label: str | None) -> list[dict]:
     groups: dict[tuple, dict] = {}
     for k, cell in cells.items():
-        g = groups.setdefault((key(k), cell["currency"]), {"revenue": 0, "cost": 0, "requests": 0, "tokens": 0,
-                                                           "compute_us": 0, "customer": cell["customer"]})
+        g = groups.setdefault((key(k), cell["currency"]), {"revenue": 0, "cost": 0, "upstream": 0,
+                                                           "customer": cell["customer"], **dict.fromkeys(SUMMED, 0)})
         g["revenue"] += cell["revenue"]
-        g["cost"] = None if g["cost"] is None or cell["cost"] is None else g["cost"] + cell["cost"]
-        for f in ("requests", "tokens", "compute_us"):
+        for f in ("cost", "upstream"):
+            g[f] = None if g[f] is None or cell[f] is None else g[f] + cell[f]
+        for f in SUMMED:
             g[f] += cell[f]
     out = []
     for (k, currency), g in sorted(groups.items(), key=lambda kv: (str(kv[0][0]), kv[0][1])):
         row = {label: k} if label else {}
         if label == "customer_id":
             row["customer"] = g["customer"]
-        row.update(currency=currency, **_margin(g["revenue"], g["cost"], currency), requests=g["requests"],
-                   tokens=g["tokens"], compute_seconds=str(Decimal(g["compute_us"]) / MILLION))
+        row.update(currency=currency, **_margin(g["revenue"], g["cost"], g["upstream"], currency),
+                   **{f: g[f] for f in SUMMED if f != "compute_us"},
+                   compute_seconds=str(Decimal(g["compute_us"]) / MILLION))
         out.append(row)
     return out

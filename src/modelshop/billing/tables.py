@@ -117,6 +117,9 @@ class UsageEvent(Base):
     requests: Mapped[int] = mapped_column(Integer)
     tokens: Mapped[int] = mapped_column(Integer)
     characters: Mapped[int] = mapped_column(Integer)
+    # a generative call's prompt and generated tokens (also counted in `tokens`); 0 for other calls
+    input_tokens: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    output_tokens: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     compute_us: Mapped[int] = mapped_column(BigInteger)         # compute time in microseconds
     idempotency_key: Mapped[str | None] = mapped_column(String(255))
     occurred_at: Mapped[dt.datetime] = mapped_column(UTCDateTime)
@@ -170,6 +173,24 @@ class UsageCounter(Base):
     requests: Mapped[int] = mapped_column(BigInteger, default=0)
     tokens: Mapped[int] = mapped_column(BigInteger, default=0)
     characters: Mapped[int] = mapped_column(BigInteger, default=0)
+    input_tokens: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
+    output_tokens: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
+
+
+class UsageModelCounter(Base):
+    """The same running totals per model ("NAME:VERSION") too: what a plan whose charges or quota name
+    models needs at admission, without reading the month's events."""
+
+    __tablename__ = "billing_usage_model_counters"
+
+    customer_id: Mapped[int] = mapped_column(ForeignKey("billing_customers.id"), primary_key=True)
+    month: Mapped[str] = mapped_column(String(7), primary_key=True)      # YYYY-MM
+    model: Mapped[str] = mapped_column(String(200), primary_key=True)
+    requests: Mapped[int] = mapped_column(BigInteger, default=0)
+    tokens: Mapped[int] = mapped_column(BigInteger, default=0)
+    characters: Mapped[int] = mapped_column(BigInteger, default=0)
+    input_tokens: Mapped[int] = mapped_column(BigInteger, default=0)
+    output_tokens: Mapped[int] = mapped_column(BigInteger, default=0)
 
 
 class Invoice(Base):
@@ -203,6 +224,7 @@ class InvoiceLine(Base):
     position: Mapped[int] = mapped_column(Integer)
     kind: Mapped[str] = mapped_column(String(20))               # base_fee | usage | discount
     metric: Mapped[str | None] = mapped_column(String(20))
+    models: Mapped[list | None] = mapped_column(JSON)           # model names a usage line priced; None: all
     description: Mapped[str] = mapped_column(String(300))
     quantity: Mapped[Decimal] = mapped_column(DecimalText)
     unit_price: Mapped[Decimal | None] = mapped_column(DecimalText)

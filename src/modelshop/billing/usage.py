@@ -28,11 +28,18 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from modelshop.billing.periods import parse_period, period_of
-from modelshop.billing.tables import ApiKey, IdempotencyClaim, IdempotencyRecord, UsageCounter, UsageEvent
+from modelshop.billing.tables import (
+    ApiKey,
+    IdempotencyClaim,
+    IdempotencyRecord,
+    UsageCounter,
+    UsageEvent,
+    UsageModelCounter,
+)
 from modelshop.db import Database
 from modelshop.errors import Conflict, ValidationError
 
-METRIC_COLUMNS = ("requests", "tokens", "characters")
+METRIC_COLUMNS = ("requests", "tokens", "characters", "input_tokens", "output_tokens")
 
 
 @dataclass
@@ -49,6 +56,8 @@ class Metered:
     characters: int
     compute_us: int
     occurred_at: dt.datetime
+    input_tokens: int = 0         # a generative call's prompt tokens (also in `tokens`)
+    output_tokens: int = 0        # and the tokens it generated
     idempotency_key: str | None = None
     status: int = 200
     body: bytes = b""
@@ -105,8 +114,8 @@ def _write(s: Session, batch: list[Metered]) -> list[bool]:
         return results
     s.execute(insert(UsageEvent), [
         {"request_id": m.request_id, "customer_id": m.customer_id, "key_id": m.key_id, "model": m.model,
-         "route": m.route, "requests": m.requests, "tokens": m.tokens, "characters": m.characters,
-         "compute_us": m.compute_us, "idempotency_key": m.idempotency_key, "occurred_at": m.occurred_at}
+         "route": m.route, **{c: getattr(m, c) for c in METRIC_COLUMNS}, "compute_us": m.compute_us,
+         "idempotency_key": m.idempotency_key, "occurred_at": m.occurred_at}
         for m in fresh])
     replies = [m for m in fresh if m.idempotency_key]
     if replies:
@@ -127,34 +136,40 @@ def _write(s: Session, batch: list[Metered]) -> list[bool]:
 
 
 def _add_to_counters(s: Session, fresh: list[Metered]) -> None:
-    totals: dict[tuple[int, str], list[int]] = defaultdict(lambda: [0, 0, 0])
+    """Add the batch to the month counters of each customer, and of each customer and model."""
+    totals: dict[tuple[int, str], list[int]] = defaultdict(lambda: [0] * len(METRIC_COLUMNS))
+    per_model: dict[tuple[int, str, str], list[int]] = defaultdict(lambda: [0] * len(METRIC_COLUMNS))
     for m in fresh:
-        t = totals[(m.customer_id, period_of(m.occurred_at, "month"))]
-        t[0] += m.requests
-        t[1] += m.tokens
-        t[2] += m.characters
+        month = period_of(m.occurred_at, "month")
+        for t in (totals[(m.customer_id, month)], per_model[(m.customer_id, month, m.model)]):
+            for i, col in enumerate(METRIC_COLUMNS):
+                t[i] += getattr(m, col)
     # sorted, so concurrent replicas lock counter rows in the same order (no deadlock)
-    rows = [{"customer_id": c, "month": month, "requests": r, "tokens": t, "characters": ch}
-            for (c, month), (r, t, ch) in sorted(totals.items())]
-    s.execute(_counter_upsert(s.get_bind().dialect.name), rows)
+    dialect = s.get_bind().dialect.name
+    s.execute(_counter_upsert(dialect, UsageCounter),
+              [{"customer_id": c, "month": month, **dict(zip(METRIC_COLUMNS, t, strict=True))}
+               for (c, month), t in sorted(totals.items())])
+    s.execute(_counter_upsert(dialect, UsageModelCounter),
+              [{"customer_id": c, "month": month, "model": model, **dict(zip(METRIC_COLUMNS, t, strict=True))}
+               for (c, month, model), t in sorted(per_model.items())])
 
 
-_UPSERTS: dict[str, object] = {}
+_UPSERTS: dict[tuple[str, str], object] = {}
 
 
-def _counter_upsert(dialect: str):
-    """Add to a customer's month counters, creating the row if need be: one statement per dialect,
+def _counter_upsert(dialect: str, counter) -> object:
+    """Add to a counter row, creating it if need be: one statement per dialect and counter table,
     built once (so it is compiled once and cached, not rebuilt with its values for every batch)."""
-    stmt = _UPSERTS.get(dialect)
+    stmt = _UPSERTS.get((dialect, counter.__tablename__))
     if stmt is None:
         if dialect == "postgresql":
             from sqlalchemy.dialects.postgresql import insert as upsert
         else:
             from sqlalchemy.dialects.sqlite import insert as upsert
-        table = UsageCounter.__table__
+        table = counter.__table__
         base = upsert(table)
-        stmt = _UPSERTS[dialect] = base.on_conflict_do_update(
-            index_elements=["customer_id", "month"],
+        stmt = _UPSERTS[(dialect, counter.__tablename__)] = base.on_conflict_do_update(
+            index_elements=[c.name for c in table.primary_key.columns],
             set_={col: table.c[col] + base.excluded[col] for col in METRIC_COLUMNS})
     return stmt
 
@@ -246,35 +261,73 @@ def _same_request(first_route: str, first_fingerprint: str | None, route: str, f
                               "body differ); send the same request to get its reply, or use a new key")
 
 
+def _sums(columns) -> tuple:
+    return tuple(func.coalesce(func.sum(c), 0) for c in columns)
+
+
 def month_totals(s: Session, customer_id: int, months: list[str]) -> dict[str, int]:
     """Units used by a customer over these calendar months, from the counters (one indexed read)."""
-    row = s.execute(select(*(func.coalesce(func.sum(getattr(UsageCounter, c)), 0) for c in METRIC_COLUMNS))
+    row = s.execute(select(*_sums(getattr(UsageCounter, c) for c in METRIC_COLUMNS))
                     .where(UsageCounter.customer_id == customer_id, UsageCounter.month.in_(months))).one()
     return dict(zip(METRIC_COLUMNS, (int(v) for v in row), strict=True))
 
 
-def usage_by_model(s: Session, start: dt.datetime, end: dt.datetime, customer_id: int | None = None) -> list:
-    """(customer_id, model, requests, tokens, characters, compute_us) per customer and model, in SQL."""
-    q = (select(UsageEvent.customer_id, UsageEvent.model, func.sum(UsageEvent.requests),
-                func.sum(UsageEvent.tokens), func.sum(UsageEvent.characters), func.sum(UsageEvent.compute_us))
+def model_month_totals(s: Session, customer_id: int, months: list[str]) -> dict[str, dict[str, int]]:
+    """Units used by a customer over these calendar months per model NAME (versions summed), from the
+    per-model counters: what a plan whose charges or quota name models is checked against."""
+    q = (select(UsageModelCounter.model, *_sums(getattr(UsageModelCounter, c) for c in METRIC_COLUMNS))
+         .where(UsageModelCounter.customer_id == customer_id, UsageModelCounter.month.in_(months))
+         .group_by(UsageModelCounter.model))
+    out: dict[str, dict[str, int]] = {}
+    for model, *sums in s.execute(q):
+        into = out.setdefault(model_name(model), dict.fromkeys(METRIC_COLUMNS, 0))
+        for col, v in zip(METRIC_COLUMNS, sums, strict=True):
+            into[col] += int(v)
+    return out
+
+
+def model_name(model: str) -> str:
+    """The NAME of a ledger's "NAME:VERSION" (what plan charges and quotas name)."""
+    return model.partition(":")[0]
+
+
+def usage_by_model(s: Session, start: dt.datetime, end: dt.datetime, customer_id: int | None = None) -> list[dict]:
+    """Per customer and model ("NAME:VERSION") over [start, end): customer_id, model, every metric of
+    METRIC_COLUMNS and compute_us, summed in SQL, ordered by customer and model."""
+    q = (select(UsageEvent.customer_id, UsageEvent.model,
+                *(func.sum(getattr(UsageEvent, c)) for c in (*METRIC_COLUMNS, "compute_us")))
          .where(UsageEvent.occurred_at >= start, UsageEvent.occurred_at < end)
          .group_by(UsageEvent.customer_id, UsageEvent.model)
          .order_by(UsageEvent.customer_id, UsageEvent.model))
     if customer_id is not None:
         q = q.where(UsageEvent.customer_id == customer_id)
     # PostgreSQL sums BIGINT into NUMERIC: bring every total back to int
-    return [(c, m, *(int(v or 0) for v in sums)) for c, m, *sums in s.execute(q)]
+    return [{"customer_id": c, "model": m,
+             **{k: int(v or 0) for k, v in zip((*METRIC_COLUMNS, "compute_us"), sums, strict=True)}}
+            for c, m, *sums in s.execute(q)]
+
+
+def by_name(rows: list[dict]) -> dict[int, dict[str, dict[str, int]]]:
+    """`usage_by_model` rows as customer → model NAME → metric → units (versions of a model summed)."""
+    out: dict[int, dict[str, dict[str, int]]] = {}
+    for row in rows:
+        into = out.setdefault(row["customer_id"], {}).setdefault(model_name(row["model"]),
+                                                                 dict.fromkeys(METRIC_COLUMNS, 0))
+        for col in METRIC_COLUMNS:
+            into[col] += row[col]
+    return out
 
 
 def usage_summary(db: Database, *, customer_id: int | None = None, period: str | None = None,
                   now: dt.datetime | None = None) -> dict:
-    """Units and compute time per customer and model over a period (default: this month)."""
+    """Units and compute time per customer and model over a period (default: this month); `totals` has
+    every metric (requests, tokens, characters, input_tokens, output_tokens)."""
     period = period or period_of(now or dt.datetime.now(dt.UTC), "month")
     start, end, _ = parse_period(period)
     with db.session() as s:
         rows = usage_by_model(s, start, end, customer_id)
-    by_model = [{"customer_id": c, "model": m, "requests": r, "tokens": t, "characters": ch,
-                 "compute_seconds": str(Decimal(us).scaleb(-6))} for c, m, r, t, ch, us in rows]
+    by_model = [{**{k: v for k, v in r.items() if k != "compute_us"},
+                 "compute_seconds": str(Decimal(r["compute_us"]).scaleb(-6))} for r in rows]
     totals = {col: sum(row[col] for row in by_model) for col in METRIC_COLUMNS}
     return {"period": period, "customer_id": customer_id, "totals": totals, "by_model": by_model}
 

@@ -168,13 +168,14 @@ def keys_list(customer: int = typer.Option(None, "--customer"), json_out: bool =
 def usage_cmd(customer: int = typer.Option(None, "--customer", help="customer id; default all"),
               period: str = typer.Option(None, "--period", help="YYYY-MM; default this month"),
               json_out: bool = JSON):
-    """Units and compute time per customer and model."""
+    """Units (requests, tokens, characters, input and output tokens) and compute time per customer and model."""
     from modelshop.billing.usage import usage_summary
 
     u = usage_summary(_db(), customer_id=customer, period=period)
     _show(u, json_out, "\n".join([f"{u['period']}: {u['totals']}"] + [
         f"  customer {r['customer_id']}\t{r['model']}\t{r['requests']} requests\t{r['tokens']} tokens\t"
-        f"{r['characters']} characters\t{r['compute_seconds']} s" for r in u["by_model"]]))
+        f"{r['characters']} characters\t{r['input_tokens']} in / {r['output_tokens']} out tokens\t"
+        f"{r['compute_seconds']} s" for r in u["by_model"]]))
 
 
 @invoices_app.command("run")
@@ -240,7 +241,7 @@ def invoices_pay(invoice_id: int, reference: str = typer.Option("", "--reference
 
 
 def revenue_cmd(period: str = typer.Option(..., "--period", help="YYYY-MM"), json_out: bool = JSON):
-    """Revenue, serving cost and gross margin by model and customer."""
+    """Revenue, upstream cost, serving cost and gross margin by model and customer."""
     from modelshop.billing.revenue import revenue
     from modelshop.settings import get_settings
 
@@ -252,7 +253,8 @@ def revenue_cmd(period: str = typer.Option(..., "--period", help="YYYY-MM"), jso
         typer.echo(f"{period} {title}:")
         for row in r["by_model" if key == "model" else "by_customer" if key else "totals"]:
             typer.echo(f"  {row.get(key, 'all') if key else 'all'}\trevenue {row['revenue']} {row['currency']}\t"
-                       f"cost {row['serving_cost']}\tmargin {row['margin']} ({row['margin_percent']}%)")
+                       f"upstream {row['upstream_cost']}\tserving {row['serving_cost']}\t"
+                       f"margin {row['margin']} ({row['margin_percent']}%)")
 
 
 @wallet_app.command("topup")
