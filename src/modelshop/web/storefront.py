@@ -1,12 +1,15 @@
 """The public storefront: one page per production model, fed by every stage of the platform.
 
     GET  /                            the storefront (a redirect to /store that keeps the query: ?ref=, utm_*)
-    GET  /store                       the production models and the pricing table
+    GET  /store                       the production models (classifiers and generative ones) and the pricing table
     GET  /store/{name}                card and figures (training), data profile (data), measured
-                                      latency (the usage ledger), playground, pricing (plans), signup
+                                      latency (the usage ledger), playground, pricing (plans), signup;
+                                      for a generative model: context length, prices per million
+                                      tokens per plan and the chat playground instead of the figures
     GET  /store/{name}/files/{file}   the version's evaluation charts (PNG)
     GET  /store/{name}/card.md        the full model card
     POST /store/playground            JSON {model, text} → labels; the demo principal, its own tight limits
+    POST /store/{name}/chat           a generative model's chat playground, streamed (`web.llm_playground`)
     POST /store/signup                form: e-mail, plan, the page's token (+ ref/utm_*) → customer, channel, key once
     /store/chat...                    the support bot's chat widget (`web.chat`)
 
@@ -27,22 +30,26 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import FileResponse, JSONResponse, PlainTextResponse, RedirectResponse, Response
 
 from modelshop.billing.accounts import list_plans
-from modelshop.billing.queries import model_latency
+from modelshop.billing.queries import model_latency, token_price_list
 from modelshop.channels import attribution
 from modelshop.db import utcnow
 from modelshop.errors import ModelshopError, NotFound, RateLimited, ValidationError
 from modelshop.gate import UnmeteredCall
-from modelshop.registry import Registry
+from modelshop.llm.registry import is_generative
+from modelshop.registry import META_FILE, Registry
 from modelshop.serve.deps import app_state
 from modelshop.web import throttle
 from modelshop.web.card import public, public_model, strip_paths
 from modelshop.web.chat import chat_bot
 from modelshop.web.chat import router as chat_router
 from modelshop.web.deps import database, form, render, settings
+from modelshop.web.llm_playground import MAX_MESSAGES, strings
+from modelshop.web.llm_playground import router as llm_router
 from modelshop.web.visitors import admit, keep_visitor, page_visitor, signup_token, signup_token_ok
 
 router = APIRouter(include_in_schema=False)
 router.include_router(chat_router)
+router.include_router(llm_router)
 
 CHART_FILES = ("confusion_matrix.png", "training_curves.png")
 STALE_FORM = ("this signup form has expired or was not sent from this site; reload the page and submit it "
@@ -103,6 +110,32 @@ def pricing(request: Request) -> list[dict]:
     return out
 
 
+def model_token_prices(name: str, rows: list[dict], plans: list[dict]) -> list[dict]:
+    """What each offered plan charges per million tokens of generative model `name` (`token_price_list`'s
+    rows: the one naming the model, else the plan's price for every other model), in the pricing table's order."""
+    chosen: dict[str, dict] = {}
+    for r in rows:
+        if r["model"] == name or (r["model"] is None and r["plan"] not in chosen):
+            chosen[r["plan"]] = r
+    return [{"plan": p["code"], "name": p["name"], "currency": chosen[p["code"]]["currency"],
+             "input_per_million": chosen[p["code"]]["input_per_million"],
+             "output_per_million": chosen[p["code"]]["output_per_million"]}
+            for p in plans if p["code"] in chosen]
+
+
+def generative_model(request: Request, row, price_rows: list[dict], plans: list[dict]) -> dict:
+    """A generative version as the storefront shows it: kind, where it runs, context length, token prices."""
+    meta = _json(registry_of(request).path(row) / META_FILE)
+    return {"name": row.name, "version": row.version, "kind": "generative", "source": "local",
+            "context_length": meta.get("context_length"), "architecture": meta.get("architecture"),
+            "parameters": meta.get("parameters"), "prices": model_token_prices(row.name, price_rows, plans)}
+
+
+def token_prices(request: Request) -> list[dict]:
+    """The offered plans' prices per million tokens (billing's `token_price_list`)."""
+    return token_price_list(database(request), codes=settings(request).storefront_plans)
+
+
 def measured_latency(request: Request, name: str) -> dict:
     """Mean inference time per request of the model's production calls over 30 days (the usage ledger)."""
     measured = model_latency(database(request), name, since=utcnow() - dt.timedelta(days=30))
@@ -125,9 +158,14 @@ async def index(request: Request):
 
 def _index(request: Request, vid: str, record: bool) -> Response:
     _track(request, vid, record)
-    models = [{"name": r.name, "version": r.version, "labels": r.labels, "metrics": public(r.metrics)}
-              for r in production(request)]
-    return keep_visitor(request, render(request, "store_index.html", models=models, plans=pricing(request),
+    rows, plans = production(request), pricing(request)
+    models = [{"name": r.name, "version": r.version, "kind": "classifier", "labels": r.labels,
+               "metrics": public(r.metrics)} for r in rows if not is_generative(r)]
+    generative = [r for r in rows if is_generative(r)]
+    price_rows = token_prices(request) if generative else []
+    llms = [generative_model(request, r, price_rows, plans) for r in generative]
+    return keep_visitor(request, render(request, "store_index.html", models=models, llms=llms, plans=plans,
+                                        s=strings(request),
                                         params=attribution.tracking_params(request.query_params),
                                         chat_bot=chat_bot(request),
                                         demo_max_chars=settings(request).storefront_demo_max_chars), vid)
@@ -147,6 +185,8 @@ def _model_page(request: Request, name: str, vid: str, record: bool, status_code
     except NotFound as e:
         return render(request, "error.html", status_code=404, message=e.message)
     _track(request, vid, record)
+    if is_generative(row):
+        return keep_visitor(request, _generative_page(request, row, vid, status_code, params, signup), vid)
     folder = registry_of(request).path(row)
     # the public sees no server paths (data files, checkpoint and base-model folders)
     page = dict(model=public_model(row), metrics=public(_json(folder / "metrics.json")),
@@ -157,6 +197,18 @@ def _model_page(request: Request, name: str, vid: str, record: bool, status_code
                 demo_max_chars=settings(request).storefront_demo_max_chars, chat_bot=chat_bot(request),
                 csrf=signup_token(request, vid), signup=signup)
     return keep_visitor(request, render(request, "store_model.html", status_code=status_code, **page), vid)
+
+
+def _generative_page(request: Request, row, vid: str, status_code: int, params: dict | None,
+                     signup: dict) -> Response:
+    """A generative model's page: what it is, its token prices, the chat playground, pricing and signup."""
+    plans = pricing(request)
+    page = dict(model=public_model(row), llm=generative_model(request, row, token_prices(request), plans),
+                latency=measured_latency(request, row.name), plans=plans,
+                params=attribution.tracking_params(request.query_params) if params is None else params,
+                demo_max_chars=settings(request).storefront_demo_max_chars, max_messages=MAX_MESSAGES,
+                s=strings(request), chat_bot=chat_bot(request), csrf=signup_token(request, vid), signup=signup)
+    return render(request, "store_model.html", status_code=status_code, **page)
 
 
 @router.get("/store/{name}/files/{file}")
