@@ -6,7 +6,9 @@ from __future__ import annotations
 
 import json
 import re
+import time
 
+import httpx
 import pytest
 from fastapi.testclient import TestClient
 
@@ -15,7 +17,7 @@ from modelshop.billing.plans import parse_plan
 from modelshop.db import get_database
 from modelshop.errors import Overloaded
 from modelshop.web.llm_playground import MAX_MESSAGES, MAX_TOKENS, DemoStreams
-from tests.support import ACTOR, AUTH
+from tests.support import ACTOR, AUTH, live_server
 from tests.web.helpers import build_app
 
 HELLO = [{"role": "user", "content": "Hello! How can"}]
@@ -27,14 +29,19 @@ TOKEN_PLAN = {"code": "llm", "name": "Tokens", "currency": "USD", "charges": [
 
 
 @pytest.fixture
-def client(shop_settings, tiny_llama):
-    """The whole app over the web tests' home (the classifier "support") plus the generative model "tiny"
-    (its engine in a thread), with the web's plans and TOKEN_PLAN."""
+def llm_app_settings(shop_settings, tiny_llama):
+    """The web tests' home (the classifier "support") plus the generative model "tiny" (its engine in a
+    thread) and TOKEN_PLAN (`build_app` adds the web's plans)."""
     from modelshop.llm.registry import add_local
 
     add_local("tiny", str(tiny_llama), settings=shop_settings)
     accounts.create_plan(get_database(shop_settings), parse_plan(TOKEN_PLAN), actor=ACTOR)
-    with TestClient(build_app(shop_settings.model_copy(update={"llm_processes": False}))) as c:
+    return shop_settings.model_copy(update={"llm_processes": False})
+
+
+@pytest.fixture
+def client(llm_app_settings):
+    with TestClient(build_app(llm_app_settings)) as c:
         yield c
 
 
@@ -84,6 +91,16 @@ def test_the_model_page_shows_prices_and_the_chat_playground(client, tiny_llama)
     assert 'id="playground-form"' in classifier and 'id="llm-chat"' not in classifier
 
 
+def test_a_refused_signup_comes_back_as_the_generative_page(client):
+    token = re.search(r'name="csrf" value="([\w-]+)"', client.get("/store/tiny").text).group(1)
+    r = client.post("/store/signup", data={"email": "ann@example.com", "plan": "gold", "model": "tiny", "csrf": token})
+    assert r.status_code == 422 and 'id="signup-error"' in r.text and "plan: choose one of" in r.text
+    assert 'id="llm-chat"' in r.text and 'value="ann@example.com"' in r.text
+    made = client.post("/store/signup", data={"email": "ann@example.com", "plan": "llm", "model": "tiny",
+                                              "csrf": token})
+    assert made.status_code == 200 and 'id="api-key"' in made.text
+
+
 def test_the_playground_streams_the_models_reply(client):
     r = ask(client, max_tokens=12, temperature=0)
     assert r.status_code == 200, r.text
@@ -104,6 +121,21 @@ def test_the_playground_is_limited_per_visitor(client):
     r = ask(client, max_tokens=2)
     one_line(r, 429, "the chat playground allows 3 messages a minute", "sign up for your own key")
     assert int(r.headers["retry-after"]) >= 1
+
+
+def test_a_visitor_who_leaves_mid_reply_frees_its_place(llm_app_settings):
+    app = build_app(llm_app_settings)
+    with live_server(app) as base, httpx.Client(base_url=base, timeout=30) as http:
+        with http.stream("POST", "/store/tiny/chat", json={"messages": HELLO}) as r:
+            assert r.status_code == 200
+            assert next(r.iter_lines()).startswith('data: {"delta":')
+        # the cut stream leaves the engine and gives the demo's place back
+        streams, host = app.state.storefront_llm_streams, app.state.modelshop.service.generative.served["tiny"].host
+        deadline = time.monotonic() + 10
+        while (streams.running or host.active) and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert streams.running == {} and host.active == 0
+        assert http.post("/store/tiny/chat", json={"messages": HELLO, "max_tokens": 2}).status_code == 200
 
 
 def test_a_long_conversation_keeps_its_newest_messages(client):
