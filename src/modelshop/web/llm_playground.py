@@ -64,6 +64,7 @@ STRINGS: dict[str, tuple[str, str]] = {
     "context_length": ("Context", "上下文长度"),
     "tokens": ("tokens", "词元"),
     "local": ("local", "本地"),
+    "parameters": ("parameters", "个参数"),
     "token_prices": ("Prices per million tokens", "每百万词元价格"),
     "input_tokens": ("Input", "输入"),
     "output_tokens": ("Output", "输出"),
