@@ -95,7 +95,7 @@ def token_usage(db: Database, period: str) -> dict:
     with db.session() as s:
         rows = [r for r in usage_by_model(s, start, end) if r["input_tokens"] or r["output_tokens"]]
         names = dict(s.execute(select(Customer.id, Customer.name).where(
-            Customer.id.in_({r["customer_id"] for r in rows})))) if rows else {}
+            Customer.id.in_({r["customer_id"] for r in rows}))).tuples().all()) if rows else {}
     figures = ("input_tokens", "output_tokens")
     models: dict[str, dict] = {}
     for r in rows:

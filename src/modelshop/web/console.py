@@ -22,6 +22,7 @@ from fastapi.responses import PlainTextResponse, RedirectResponse, Response
 
 from modelshop.billing import invoices as billing_invoices
 from modelshop.billing import keys as billing_keys
+from modelshop.billing import queries as billing_queries
 from modelshop.billing.periods import parse_period, period_of
 from modelshop.channels import analytics, attribution, channels, commissions, partners
 from modelshop.channels import queries as channel_queries
@@ -227,6 +228,22 @@ async def customers_page(request: Request):
                       customers=lambda: channel_queries.customers_with_channel(db, limit=PAGE),
                       channels=lambda: channels.list_channels(db),
                       keys=lambda: billing_keys.list_keys(db)[-PAGE:][::-1])
+
+
+@router.get("/usage")
+async def usage_page(request: Request):
+    """Generative models' input and output tokens of a period, per model and per customer."""
+    db, period = database(request), _period(request)
+
+    def data():
+        usage = billing_queries.token_usage(db, period)
+        rows = usage["by_model"]
+        chart = charts.grouped([r["model"] for r in rows], {
+            "input tokens": [r["input_tokens"] for r in rows],
+            "output tokens": [r["output_tokens"] for r in rows]}, f"tokens per model, {period}") if rows else None
+        return {**usage, "chart": chart}
+
+    return await page(request, "console_usage.html", data=data)
 
 
 @router.get("/invoices")
