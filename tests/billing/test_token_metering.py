@@ -24,7 +24,7 @@ from modelshop.billing.usage import model_month_totals, month_totals, usage_summ
 from modelshop.billing.wallet import topup
 from modelshop.errors import ModelshopError
 from modelshop.gate import Call, StoredReply, Units
-from tests.billing.test_token_plans import GEN, OTHER_IN, SMOL_IN, SMOL_OUT
+from tests.billing.token_plans import GEN, OTHER_IN, SMOL_IN, SMOL_OUT
 from tests.support import ACTOR, serve_call
 
 NOW = dt.datetime(2026, 3, 10, 12, tzinfo=dt.UTC)

@@ -16,15 +16,8 @@ from modelshop.billing.plans import parse_plan
 from modelshop.billing.pricing import charge_for, plan_lines, token_prices, usage_charges_minor
 from modelshop.errors import ValidationError
 from modelshop.gate import Principal, TokenPrices
+from tests.billing.token_plans import BASE, GEN, OTHER_IN, OTHER_OUT, SMOL_IN, SMOL_OUT
 from tests.support import ACTOR
-
-BASE = {"code": "gen", "currency": "USD"}
-SMOL_IN = {"metric": "input_tokens", "model": "unit", "unit_price": "0.0000002", "models": ["smollm2"]}   # 0.20/M
-SMOL_OUT = {"metric": "output_tokens", "model": "unit", "unit_price": "0.0000006", "models": ["smollm2"]}  # 0.60/M
-OTHER_IN = {"metric": "input_tokens", "model": "unit", "unit_price": "0.000001"}                         # 1.00/M
-OTHER_OUT = {"metric": "output_tokens", "model": "graduated",                                           # 2.00/M first
-             "tiers": [{"up_to": 1_000_000, "unit_price": "0.000002"}, {"up_to": None, "unit_price": "0.000001"}]}
-GEN = {**BASE, "charges": [SMOL_IN, SMOL_OUT, OTHER_IN, OTHER_OUT]}
 
 
 def with_charges(*charges, **plan) -> dict:
