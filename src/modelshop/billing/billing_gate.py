@@ -329,7 +329,7 @@ def _charge_bucket(spec: PlanSpec, index: int) -> str:
     charge = spec.charges[index]
     if charge.models is None and not any(c.metric == charge.metric and c.models for c in spec.charges):
         return charge.metric
-    return charge_key(charge).replace(":", "@", 1)
+    return charge_key(charge)
 
 
 def _buckets(spec: PlanSpec, model: str, units: Units) -> dict[str, int]:

@@ -47,8 +47,9 @@ def charge_for(plan: PlanSpec, metric: str, model: str) -> int | None:
 
 
 def charge_key(charge: Charge) -> str:
-    """A name for what a charge counts, the same in every plan: "input_tokens:smollm2", "requests:*"."""
-    return f"{charge.metric}:{','.join(charge.models) if charge.models else '*'}"
+    """A name for what a charge counts, the same in every plan: "input_tokens@smollm2", "requests@*" (a
+    charge without models)."""
+    return f"{charge.metric}@{','.join(charge.models) if charge.models else '*'}"
 
 
 def charge_models(plan: PlanSpec, index: int, usage: Usage) -> tuple[str, ...] | None:

@@ -1,7 +1,9 @@
 """The usage ledger: writing batches of metered calls exactly once, and reading usage back.
 
 A batch is one transaction: usage events, the idempotency records holding each first reply,
-the monthly counters used by quota checks and the keys' last-used times. A call whose
+the monthly counters used by quota and wallet checks (per customer, and per customer and model
+for plans whose charges name models) and the keys' last-used times. Each event carries every
+metric of METRIC_COLUMNS: a generative call's input and output tokens beside its tokens. A call whose
 (customer, Idempotency-Key) is already stored is a retry and is not written again.
 
 An Idempotency-Key names one request (Stripe's rule). Before any inference the key is *claimed*
