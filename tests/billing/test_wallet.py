@@ -49,14 +49,14 @@ def test_prepaid_wallet_exhausted_gives_402_and_topup_reopens(sqlite_db, plan_fi
     make_plans(sqlite_db, plan_files, "prepaid")
     customer = create_customer(sqlite_db, "Pre", "prepaid", actor=ACTOR)
     key = create_key(sqlite_db, customer["id"], actor=ACTOR)["key"]
-    topup(sqlite_db, customer["id"], "1.00", actor=ACTOR)         # 0.40 a request: 3 calls fit (1.20 > 1.00)
+    topup(sqlite_db, customer["id"], "1.00", actor=ACTOR)         # 0.40 a request: 2 calls fit (1.20 > 1.00)
     gate = BillingGate(settings, sqlite_db)
 
     async def go(n):
         return [(await serve_call(gate, key))[0] for _ in range(n)]
 
-    assert asyncio.run(go(4)) == ["ok", "ok", "ok", 402]
-    topup(sqlite_db, customer["id"], "0.40", actor=ACTOR)
+    assert asyncio.run(go(4)) == ["ok", "ok", 402, 402]           # never below zero
+    topup(sqlite_db, customer["id"], "0.40", actor=ACTOR)           # 0.60 left: one more
     assert asyncio.run(go(2)) == ["ok", 402]
     with pytest.raises(PaymentRequired):
         raise asyncio.run(serve_call(gate, key))[1]

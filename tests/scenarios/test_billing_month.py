@@ -71,7 +71,7 @@ def test_thousand_calls_bill_to_the_cent(db, plan_files, settings):
         assert s.scalar(select(func.count(UsageEvent.id))) == 880
         assert s.scalar(select(func.count(IdempotencyRecord.id))) == sum(1 for k in idem if k)
     assert usage_summary(db, customer_id=a["id"], period=period)["totals"] == \
-        {"requests": 400, "tokens": 4000, "characters": 16000}
+        {"requests": 400, "tokens": 4000, "characters": 16000, "input_tokens": 0, "output_tokens": 0}
     assert usage_summary(db, customer_id=b["id"], period=period)["totals"]["tokens"] == 2700
     assert usage_summary(db, customer_id=c["id"], period=period)["totals"]["characters"] == 66330
 

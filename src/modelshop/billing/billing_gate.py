@@ -216,14 +216,23 @@ class BillingGate:
                         f"({done:,} used{more}); it resets at {end:%Y-%m-%dT%H:%M:%SZ}, "
                         "or move to a larger plan", limit=quota.limit, used=done, reset_at=end.isoformat())
             if spec.prepaid:
+                # admitted only when the wallet covers what is spent, what the calls under way may spend,
+                # and the most this call may cost (a generative call: its prompt + max_tokens): concurrent
+                # calls never take a prepaid balance below zero
                 balance = wallet.balance_minor(s, customer_id, spec.currency)
                 spent = usage_charges_minor(spec, used, [busy.get(_charge_bucket(spec, i), 0)
                                                          for i in range(len(spec.charges))])
-                if spent >= balance:
+                at_most = usage_charges_minor(spec, used, [held.get(_charge_bucket(spec, i), 0)
+                                                           for i in range(len(spec.charges))])
+                if spent >= balance or at_most > balance:
+                    left = fmt(balance - spent, spec.currency)
+                    cost = "" if spent >= balance else \
+                        f", and this call may cost up to {fmt(at_most - spent, spec.currency)} {spec.currency}"
+                    tokens = any(b.startswith("output_tokens") and n for b, n in mine.items())
+                    ask = " or ask for fewer max_tokens" if spent < balance and tokens else ""
                     raise PaymentRequired(
-                        f"prepaid balance exhausted ({fmt(balance - spent, spec.currency)} {spec.currency} "
-                        "left after this period's usage, calls under way included); top up the wallet",
-                        balance=fmt(balance - spent, spec.currency), currency=spec.currency)
+                        f"prepaid balance exhausted ({left} {spec.currency} left after this period's usage, calls "
+                        f"under way included{cost}); top up the wallet{ask}", balance=left, currency=spec.currency)
 
     async def token_prices(self, principal: Principal, model: str) -> TokenPrices | None:
         """What the caller's plan charges per million input and output tokens of model `model` (NAME, or
