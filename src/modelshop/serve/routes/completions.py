@@ -215,56 +215,75 @@ async def _stream(request, service, caller, model, prompt, params, response_form
     except BaseException as e:
         await stack.__aexit__(type(e), e, e.__traceback__)
         raise
-    body = _sse(stack, m, run, events, first, shape, include_usage)
-    return MeteredStream(body, media_type="text/event-stream",
+    stream = _Stream(stack, m, run, events, first, shape, include_usage)
+    return MeteredStream(stream, media_type="text/event-stream",
                          headers={"x-request-id": caller.request_id, "x-model": model.ref,
                                   "x-queue-time": f"{run.first_token_s * 1000:.2f}", "cache-control": "no-cache"})
 
 
-async def _sse(stack: contextlib.AsyncExitStack, m: MeteredCall, run: _Run, events: AsyncIterator[Event],
-               first: Event, shape: _Shape, include_usage: bool) -> AsyncIterator[bytes]:
-    """The chunks of one stream; its usage is recorded before the finishing chunk (see the module docstring)."""
-    recorded = failed = False
-    try:
-        yield _data(shape.chunk({"role": "assistant", "content": ""} if shape.chat else "", None, include_usage))
-        event = first
-        while True:
-            if event.error:
-                failed = True
-                yield _data({"error": {"message": _failure(event).message, "type": "server_error",
-                                       "param": None, "code": "model"}})
-                return
-            if event.text:
-                yield _data(shape.chunk({"content": event.text} if shape.chat else event.text, None, include_usage))
-            if event.finish_reason is not None:
-                break
-            event = await anext(events)
-        await m.record_stream(model_ref=run.model.ref, outcome=run.outcome())
-        recorded = True
-        yield _data(shape.chunk({} if shape.chat else "", event.finish_reason, include_usage))
-        if include_usage:
-            yield _data(shape.usage_chunk(run.usage()))
-        yield b"data: [DONE]\n\n"
-    finally:
+class _Stream:
+    """One stream's chunks and its ending: the usage recorded before the finishing chunk (see the module
+    docstring), and, however the response ends, the sequence ended and the meter left exactly once."""
+
+    def __init__(self, stack: contextlib.AsyncExitStack, m: MeteredCall, run: _Run, events: AsyncIterator[Event],
+                 first: Event, shape: _Shape, include_usage: bool) -> None:
+        self.stack, self.m, self.run, self.events, self.first = stack, m, run, events, first
+        self.shape, self.include_usage = shape, include_usage
+        self.recorded = self.failed = self.closed = False
+
+    async def chunks(self) -> AsyncIterator[bytes]:
+        shape, usage = self.shape, self.include_usage
+        try:
+            yield _data(shape.chunk({"role": "assistant", "content": ""} if shape.chat else "", None, usage))
+            event = self.first
+            while True:
+                if event.error:
+                    self.failed = True
+                    yield _data({"error": {"message": _failure(event).message, "type": "server_error",
+                                           "param": None, "code": "model"}})
+                    return
+                if event.text:
+                    yield _data(shape.chunk({"content": event.text} if shape.chat else event.text, None, usage))
+                if event.finish_reason is not None:
+                    break
+                event = await anext(self.events)
+            await self.m.record_stream(model_ref=self.run.model.ref, outcome=self.run.outcome())
+            self.recorded = True
+            yield _data(shape.chunk({} if shape.chat else "", event.finish_reason, usage))
+            if usage:
+                yield _data(shape.usage_chunk(self.run.usage()))
+            yield b"data: [DONE]\n\n"
+        finally:
+            await self.close()
+
+    async def close(self) -> None:
+        """End the sequence; bill a stream its client cut for what was generated; leave the meter."""
+        if self.closed:
+            return
+        self.closed = True
         with anyio.CancelScope(shield=True):
-            await events.aclose()
-            if not recorded and not failed and run.completion_tokens > 0:
+            await self.events.aclose()
+            if not self.recorded and not self.failed and self.run.completion_tokens > 0:
                 # the client cut the stream: it is billed for what was generated until then
                 try:
-                    await m.record_stream(model_ref=run.model.ref, outcome=run.outcome())
-                    recorded = True
+                    await self.m.record_stream(model_ref=self.run.model.ref, outcome=self.run.outcome())
+                    self.recorded = True
                 except Exception:
-                    log.exception("usage of the cut stream %s not recorded", run.rid)
-            if recorded:
-                await stack.__aexit__(None, None, None)
+                    log.exception("usage of the cut stream %s not recorded", self.run.rid)
+            if self.recorded:
+                await self.stack.__aexit__(None, None, None)
             else:   # never finished: not billed, what was admitted goes back
                 gone = ModelError("the stream ended before it finished")
-                await stack.__aexit__(ModelError, gone, None)
+                await self.stack.__aexit__(ModelError, gone, None)
 
 
 class MeteredStream(StreamingResponse):
-    """A stream whose body generator is closed (its usage recorded, its meter left) however the
-    response ends: finished, or its client gone mid-way."""
+    """A stream that is closed (see `_Stream.close`) however the response ends: finished, its client gone
+    mid-way, or gone before the first chunk (when the body generator never started to run a `finally`)."""
+
+    def __init__(self, stream: _Stream, **kwargs) -> None:
+        super().__init__(stream.chunks(), **kwargs)
+        self.stream = stream
 
     async def __call__(self, scope, receive, send) -> None:
         try:
@@ -272,6 +291,7 @@ class MeteredStream(StreamingResponse):
         finally:
             with anyio.CancelScope(shield=True):
                 await self.body_iterator.aclose()
+                await self.stream.close()
 
 
 class _Run:
