@@ -4,12 +4,14 @@ support bot and the storefront, with a tiny BERT so it runs in seconds; a second
 from __future__ import annotations
 
 
-def test_demo_orchestration_on_a_tiny_model(settings, tiny_bert):
-    """The demo's steps end to end, with a tiny BERT so it runs in seconds (the real run is `modelshop demo`)."""
+def test_demo_orchestration_on_a_tiny_model(settings, tiny_bert, tiny_llama):
+    """The demo's steps end to end, with a tiny BERT and a tiny Llama standing in for smollm2, so it runs in
+    seconds (the real run is `modelshop demo`)."""
     from modelshop.demo import run_demo
 
     said: list[str] = []
-    result = run_demo(settings, epochs=1, base_model=str(tiny_bert), serve=False, say=said.append)
+    result = run_demo(settings, epochs=1, base_model=str(tiny_bert), serve=False, llm=str(tiny_llama),
+                      say=said.append)
     assert result["train"]["version"] == 1 and result["train"]["baseline"]["macro_f1"] > 0.2
     assert any("registered support-intent:1" in s for s in said)
     assert result["plans"] == ["free", "payg", "pro"] and result["key"].startswith("ms_")
@@ -22,14 +24,17 @@ def test_demo_orchestration_on_a_tiny_model(settings, tiny_bert):
     assert sold["report"]["spring-newsletter"]["visits"] > 3 and sold["report"]["spring-newsletter"]["cac"]
     assert sold["events"] > 0 and sold["storefront_bot"] == "demo-support" and sold["datasets"] == 1
     assert result["bot"]["kb"]["built"] and any("support bot demo-support" in s for s in said)
+    assert result["llm"]["name"] == "smollm2" and result["llm"]["registered"]
+    assert any("generative model smollm2:1" in s for s in said)
 
     first_run = len(said)
-    again = run_demo(settings, epochs=1, base_model="tfidf", serve=False, say=said.append)
+    again = run_demo(settings, epochs=1, base_model="tfidf", serve=False, llm=str(tiny_llama), say=said.append)
     assert again["customer_id"] == result["customer_id"] and again["key"] is None  # the first run's key is kept
     assert again["key_id"] == result["key_id"] and not any(result["key"] in line for line in said[first_run:])
     assert any("shown when the first run made it" in line for line in said[first_run:])
     assert result["profile"]["pii"]  # the demo data carries (fake) e-mails and phones
     assert again["channels"] == result["channels"] and not again["bot"]["kb"]["built"]
+    assert not again["llm"]["registered"] and again["llm"]["version"] == 1    # converted once
     assert demo_world(settings) == sold  # nothing seeded twice: customers, visits, calls, rules, bots, datasets
 
 
