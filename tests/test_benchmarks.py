@@ -1,11 +1,14 @@
 """The figures in README.md and BENCHMARKS.md name the command that reproduces them, and that command
-exists; serve_memory.py reads a real process tree (server → fork server → workers) right."""
+exists; serve_memory.py reads a real process tree (server → fork server → workers) right; llm_load.py
+runs end to end on a tiny model."""
 
 from __future__ import annotations
 
+import json
 import multiprocessing
 import os
 import re
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -65,3 +68,25 @@ def test_serve_memory_reads_a_fork_server_tree() -> None:
         for child in children:
             child.kill()
             child.join(5)
+
+
+@pytest.mark.slow
+def test_llm_load_runs_every_row_on_a_tiny_llama(tiny_llama: Path, tmp_path: Path) -> None:
+    # the smallest real run: our server and the naive one as subprocesses, generate and our engine in process
+    figures = tmp_path / "figures.json"
+    done = subprocess.run(
+        [sys.executable, str(REPO / "benchmarks" / "llm_load.py"), "--home", str(tmp_path / "home"),
+         "--base-model", str(tiny_llama), "--prompts", "4", "--max-tokens", "6", "--clients", "2,3", "--rounds", "1",
+         "--json", str(figures)],
+        capture_output=True, text=True, timeout=600, env={**os.environ, "HF_HUB_OFFLINE": "1"})
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-3000:]
+    result = json.loads(figures.read_text())
+    rows = result["rows"]
+    assert [label.split(" ")[0] for label in rows] == ["(c)", "(a0)", "(a)", "(a)", "(b)"]
+    for label, r in rows.items():
+        assert r["requests"] == 4 and r["errors"] == 0 and r["tok_s"] > 0, label
+        # greedy: every row answers as generate() alone does, and counts the same output tokens
+        assert r["same_as_b"] == 4, label
+    assert len({r["tokens"] for r in rows.values()}) == 1
+    assert set(result["targets"]) == {"a_over_b", "ttft_a_over_latency_b", "a_over_c"}
+    assert "targets:" in done.stdout
