@@ -227,3 +227,11 @@ class Settings(BaseSettings):
 @functools.lru_cache(maxsize=1)
 def get_settings() -> Settings:
     return Settings()
+
+
+def provider_secret(variable: str) -> str | None:
+    """The value of the environment variable an upstream model names for its provider's key, read when a
+    call goes out (never stored: the registry keeps only the variable's name)."""
+    import os
+
+    return os.environ.get(variable) or None
