@@ -253,7 +253,7 @@ class ModelPool:
                 rows = await asyncio.to_thread(self.registry.production)
                 self._checked_at = time.monotonic()
                 # generative versions are served by serve.generation.GenerativePool
-                self.production = {r.name: r for r in rows if r.family != "causal_lm"}
+                self.production = {r.name: r for r in rows if r.family not in ("causal_lm", "upstream")}
                 for name, row in self.production.items():
                     served = self.served.get(name)
                     if served is None or served.version_id != row.id:
