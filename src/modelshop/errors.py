@@ -12,7 +12,9 @@
     ├── RateLimited                 429 rate_limited       carries retry_after seconds
     │   └── Overloaded              429 overloaded         server queue full (backpressure)
     ├── ServiceUnavailable          503 service_unavailable  a store it needs (Redis) is unreachable
-    └── ModelError                  500 model              the model failed at inference
+    ├── ModelError                  500 model              the model failed at inference
+    └── UpstreamFailed              502 upstream_failed    every upstream provider of a model failed
+        └── UpstreamTimeout         504 upstream_timeout   ... and the last one by timing out
 
 HTTP status and `error_type` are attributes of the class, so the mapping to HTTP lives in
 exactly one place (here) and the server's single exception handler reads it. The CLI prints
@@ -102,6 +104,18 @@ class ServiceUnavailable(ModelshopError):
 class ModelError(ModelshopError):
     status_code = 500
     error_type = "model"
+
+
+class UpstreamFailed(ModelshopError):
+    """The gateway tried every upstream of a model (its fallbacks included) and none answered."""
+
+    status_code = 502
+    error_type = "upstream_failed"
+
+
+class UpstreamTimeout(UpstreamFailed):
+    status_code = 504
+    error_type = "upstream_timeout"
 
 
 def did_you_mean(wanted: str, choices: Iterable[str]) -> str:

@@ -49,6 +49,8 @@ class Event:
     error: str | None = None
     first: bool = False             # the first event of this sequence (its first token)
     token_ids: tuple[int, ...] = ()  # the new tokens themselves
+    answered_by: str | None = None  # NAME:VERSION of the model that produced it (set by the gateway)
+    estimated: bool = False         # token counts counted here, not reported by the model's provider
 
 
 @dataclass

@@ -42,6 +42,8 @@ from modelshop.settings import Settings
 log = logging.getLogger("modelshop.serve")
 
 GENERATIVE = "causal_lm"
+UPSTREAM = "upstream"
+SERVED_FAMILIES = (GENERATIVE, UPSTREAM)
 STARTUP_TIMEOUT_S = 300.0
 
 
@@ -282,6 +284,35 @@ class GenerativeModel:
     def context_length(self) -> int:
         return int(self.meta["context_length"])
 
+    source = "local"
+
+    @property
+    def fallbacks(self) -> list[str]:
+        return []
+
+    def prepare_chat(self, messages: list[dict]):
+        from modelshop.serve.upstream import Prepared
+
+        ids = self.chat_prompt(messages)
+        return Prepared(len(ids), ids=ids)
+
+    def prepare_text(self, prompt: str):
+        from modelshop.serve.upstream import Prepared
+
+        ids = self.text_prompt(prompt)
+        return Prepared(len(ids), ids=ids)
+
+    async def generate(self, rid: str, prepared, params: SamplingParams, response_format: dict | None, *,
+                       chat: bool) -> AsyncIterator[Event]:
+        """The engine's events for this request, each naming this version as the one that answered."""
+        stream = self.host.generate(rid, prepared.ids, params, response_format)
+        try:
+            async for event in stream:
+                event.answered_by = self.ref
+                yield event
+        finally:
+            await stream.aclose()
+
     def chat_prompt(self, messages: list[dict]) -> list[int]:
         if not getattr(self.tokenizer, "chat_template", None):
             raise ValidationError(f'model "{self.name}" has no chat template; use /v1/completions with a prompt')
@@ -317,6 +348,7 @@ class GenerativePool:
         self._checked_at = float("-inf")
         self._lock: asyncio.Lock | None = None
         self._retiring: set[asyncio.Task] = set()
+        self._http = None
 
     async def start(self) -> None:
         await self.refresh(force=True)
@@ -353,7 +385,7 @@ class GenerativePool:
         async with self._lock:
             rows = await asyncio.to_thread(self.registry.production)
             self._checked_at = time.monotonic()
-            self.production = {r.name: r for r in rows if r.family == GENERATIVE}
+            self.production = {r.name: r for r in rows if r.family in SERVED_FAMILIES}
             for name, row in self.production.items():
                 served = self.served.get(name)
                 if (served is None or served.version_id != row.id) and self._failed.get(name, (None,))[0] != row.id \
@@ -364,7 +396,11 @@ class GenerativePool:
 
     async def _load(self, row) -> None:
         try:
-            new = await asyncio.to_thread(load_generative, row, self.registry.path(row), self.settings, self.metrics)
+            if row.family == UPSTREAM:
+                new = await asyncio.to_thread(self._upstream, row)
+            else:
+                new = await asyncio.to_thread(load_generative, row, self.registry.path(row), self.settings,
+                                              self.metrics)
         except Exception as e:
             log.exception("could not load %s", row.ref)
             self._failed[row.name] = (row.id, f"{type(e).__name__}: {e}")
@@ -374,7 +410,7 @@ class GenerativePool:
                 self._loading.pop(row.name)
         current = self.production.get(row.name)
         if current is None or current.id != row.id:
-            await asyncio.to_thread(new.host.close)
+            self._retire(new)
             return
         old = self.served.get(row.name)
         self.served[row.name] = new
@@ -383,7 +419,53 @@ class GenerativePool:
             self.metrics.swaps.labels(row.name).inc()
             self._retire(old)
 
-    def _retire(self, model: GenerativeModel) -> None:
+    def _upstream(self, row):
+        """An upstream model: its settings, the tokenizer that counts its tokens, the shared HTTP client."""
+        from modelshop.llm.upstream import read_meta
+        from modelshop.serve.upstream import Counter, UpstreamModel
+
+        meta = read_meta(self.registry.path(row))
+        old = self.served.get(row.name)
+        breaker = getattr(old, "breaker", None)
+        model = UpstreamModel(row.name, row.version, row.id, meta, Counter(self._counting_tokenizer(meta)),
+                              self.http())
+        if breaker is not None:
+            model.breaker = breaker        # a new version of the same upstream keeps its cooldown
+        return model
+
+    def _counting_tokenizer(self, meta: dict):
+        name = meta.get("tokenizer")
+        if not name:
+            return None
+        from transformers import AutoTokenizer
+
+        path = Path(name)
+        if not path.is_dir():
+            path = self.registry.path(self.registry.get(name))
+        return AutoTokenizer.from_pretrained(path)
+
+    def http(self):
+        """The one HTTP client every upstream call goes through (connections kept alive and pooled)."""
+        if self._http is None:
+            import httpx
+
+            self._http = httpx.AsyncClient(limits=httpx.Limits(max_connections=1024, max_keepalive_connections=256),
+                                           follow_redirects=False, trust_env=False)
+        return self._http
+
+    async def chain(self, model) -> list:
+        """`model`, then its fallbacks that are served (a fallback's own fallbacks are not followed)."""
+        out = [model]
+        for name in model.fallbacks:
+            try:
+                out.append(await self.get(name))
+            except Exception:  # noqa: BLE001 - an unknown or broken fallback is skipped, and said
+                log.warning("fallback %s of %s is not served; skipped", name, model.name)
+        return out
+
+    def _retire(self, model) -> None:
+        if not hasattr(model, "host"):
+            return
         task = asyncio.get_running_loop().create_task(asyncio.to_thread(model.host.close))
         self._retiring.add(task)
         task.add_done_callback(self._retiring.discard)
@@ -391,5 +473,7 @@ class GenerativePool:
     async def aclose(self) -> None:
         for _, task in list(self._loading.values()):
             task.cancel()
-        await asyncio.gather(*(asyncio.to_thread(m.host.close) for m in self.served.values()), *self._retiring,
-                             return_exceptions=True)
+        await asyncio.gather(*(asyncio.to_thread(m.host.close) for m in self.served.values() if hasattr(m, "host")),
+                             *self._retiring, return_exceptions=True)
+        if self._http is not None:
+            await self._http.aclose()

@@ -41,14 +41,15 @@ class MeteredCall:
     async def admit(self, model_ref: str, units: Units) -> None:
         await self.meter.admit(model_ref, units)
 
-    async def reply(self, model_ref: str, payload, outcome: Outcome) -> Response:
+    async def reply(self, model_ref: str, payload, outcome: Outcome, *, extra: dict | None = None,
+                    headers: dict[str, str] | None = None) -> Response:
         """Record the call (durable before the reply leaves), then reply with the usage headers — or with
         the first call's stored reply, when its Idempotency-Key was used meanwhile."""
         body = json.dumps(payload, separators=(",", ":"), ensure_ascii=False).encode()
-        headers = usage_headers(self.caller.request_id, model_ref, outcome)
+        headers = {**usage_headers(self.caller.request_id, model_ref, outcome), **(headers or {})}
         call = Call(request_id=self.caller.request_id, route=self.route, model=model_ref, units=outcome.units,
                     inference_seconds=outcome.inference_s,
-                    extra={"queue_seconds": outcome.queue_s, "truncated": outcome.truncated})
+                    extra={"queue_seconds": outcome.queue_s, "truncated": outcome.truncated, **(extra or {})})
         mine = StoredReply(200, body, headers)
         sent = await self.meter.record(call, mine)
         if sent is not mine:
@@ -56,11 +57,11 @@ class MeteredCall:
         return Response(body, 200, headers=headers, media_type="application/json")
 
 
-    async def record_stream(self, model_ref: str, outcome: Outcome) -> None:
+    async def record_stream(self, model_ref: str, outcome: Outcome, *, extra: dict | None = None) -> None:
         """Record a streamed call (it has no stored reply: a stream is never replayed)."""
         call = Call(request_id=self.caller.request_id, route=self.route, model=model_ref, units=outcome.units,
                     inference_seconds=outcome.inference_s,
-                    extra={"queue_seconds": outcome.queue_s, "stream": True})
+                    extra={"queue_seconds": outcome.queue_s, "stream": True, **(extra or {})})
         headers = usage_headers(self.caller.request_id, model_ref, outcome)
         await self.meter.record(call, StoredReply(200, b"", headers))
 

@@ -23,7 +23,7 @@ from modelshop.errors import ModelError, NotFound, ValidationError, did_you_mean
 from modelshop.registry import Registry
 from modelshop.serve.batcher import Batcher
 from modelshop.serve.metrics import Metrics
-from modelshop.serve.runners import Encoded, Seq, TfidfRunner, TransformerRunner, ready
+from modelshop.serve.runners import Encoded, EnsembleRunner, Seq, TfidfRunner, TransformerRunner, ready
 from modelshop.serve.workers import ProcessWorkers
 from modelshop.settings import Settings
 
@@ -64,6 +64,17 @@ def _classifier_runner(path: str, device: str, threads: int, label: str) -> Tran
     from modelshop.inference import load_predictor
 
     return TransformerRunner(load_predictor(Path(path), device=device, threads=threads), label=label, as_torch=True)
+
+
+def _ensemble_runner(path: str, device: str, threads: int, label: str, files_sha256: dict | None) -> EnsembleRunner:
+    """A worker process's runner for a registered ensemble; its tfidf part checked against the row's hashes."""
+    from types import SimpleNamespace
+
+    from modelshop.inference import load_predictor
+
+    registered = SimpleNamespace(ref=label, files_sha256=files_sha256)
+    return EnsembleRunner(load_predictor(Path(path), device=device, threads=threads, registered=registered),
+                          label=label)
 
 
 def _embedding_runner(source: str, name: str, threads: int, label: str) -> TransformerRunner:
@@ -162,6 +173,9 @@ def load_served(row, path: Path, settings: Settings, metrics: Metrics) -> Served
     spawn = None
     if predictor.family == "tfidf":
         runner = TfidfRunner(predictor, label=row.ref)
+    elif predictor.family == "ensemble":  # its transformer part is PyTorch: worker processes, as for one alone
+        runner = EnsembleRunner(predictor, label=row.ref)
+        spawn = (_ensemble_runner, (str(path), settings.device, threads, row.ref, row.files_sha256))
     else:
         runner = TransformerRunner(predictor, label=row.ref, as_torch=predictor.format != "onnx")
         if predictor.format != "onnx":  # onnxruntime gives up the GIL for a whole run: threads do

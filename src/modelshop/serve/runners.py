@@ -5,6 +5,9 @@ A runner has two halves that run on two different threads of its model:
                                         an input is too long and truncation was not asked for
     run(prepared)                       the model thread: pad, forward, one output row per input
 
+Runners: `TransformerRunner` (BERT family, the embedding model), `TfidfRunner`, and `EnsembleRunner`
+(a transformer and tfidf served as one version: the transformer's runner, then the mix of the two).
+
 Every call to a model's tokenizer happens on its one tokeniser thread: a fast tokenizer changes its
 truncation state per call and must not be used from two threads at once.
 """
@@ -194,3 +197,34 @@ class TfidfRunner:
 
     def run(self, batch: list[Encoded]) -> list[np.ndarray]:
         return list(self.predictor.logits([e.text for e in batch]))
+
+
+class EnsembleRunner:
+    """A transformer and the tfidf model as one version (`modelshop.inference.ensemble`): the transformer part
+    is prepared and run as a transformer alone (packed or padded, metered in its tokens); its logits, the
+    tfidf part's and each text's language then make the ensemble's row."""
+
+    def __init__(self, predictor: Any, *, label: str) -> None:
+        self.predictor = predictor
+        self.label = label
+        self.part = TransformerRunner(predictor.transformer, label=label, as_torch=True)
+        self.model = predictor.transformer     # what `ready` and the explainer read of a runner's model
+        self.tokenizer = self.part.tokenizer
+        self.max_length = self.part.max_length
+
+    def calibrate(self, repeats: int = 3) -> int:
+        return self.part.calibrate(repeats)
+
+    def prepare(self, seqs: list[Seq], truncate: bool, direction: str = "right") -> list[Encoded]:
+        for i, (_, second) in enumerate(seqs):
+            if second is not None:
+                raise ValidationError(f"input {i} is a pair of texts, but {self.label} is an ensemble with a tfidf "
+                                      "part that classifies single texts; send strings, not pairs")
+        encoded = self.part.prepare(seqs, truncate, direction)
+        for e, (text, _) in zip(encoded, seqs, strict=True):
+            e.text = text  # the tfidf part and the language detector read the text itself
+        return encoded
+
+    def run(self, batch: list[Encoded]) -> list[np.ndarray]:
+        logits = np.stack(self.part.run(batch))
+        return list(self.predictor.combine(logits, [e.text for e in batch]))

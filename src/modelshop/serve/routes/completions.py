@@ -29,12 +29,11 @@ from fastapi import APIRouter, Request
 from fastapi.responses import StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field
 
-from modelshop.errors import ModelError, ValidationError
+from modelshop.errors import ModelError, UpstreamFailed, ValidationError
 from modelshop.gate import Units
 from modelshop.llm.engine import Event
 from modelshop.llm.sampling import SamplingParams
 from modelshop.serve.deps import CallerDep, GateDep, PrincipalDep, ServiceDep
-from modelshop.serve.generation import GenerativeModel
 from modelshop.serve.metering import MeteredCall, metered
 from modelshop.serve.routes import ERRORS
 from modelshop.serve.service import ClientGone, Outcome, Service, until_disconnect
@@ -95,12 +94,11 @@ class CompletionRequest(_Common):
 async def chat_completions(body: ChatCompletionRequest, request: Request, service: ServiceDep, caller: CallerDep):
     """A chat completion (the model's chat template over system/user/assistant messages); `stream: true` for SSE."""
     if body.tools:
-        raise ValidationError("tools are not supported by this server's local models; send messages only")
+        raise ValidationError("tools are not supported by this server; send messages only")
     model = await service.generative.get(body.model)
     messages = [{"role": "system" if m.role == "developer" else m.role, "content": _content(m, i)}
                 for i, m in enumerate(body.messages)]
-    prompt = model.chat_prompt(messages)
-    return await _complete(request, service, caller, model, body, prompt, chat=True,
+    return await _complete(request, service, caller, model, body, lambda m: m.prepare_chat(messages), chat=True,
                            max_tokens=body.max_completion_tokens or body.max_tokens)
 
 
@@ -117,7 +115,7 @@ async def completions(body: CompletionRequest, request: Request, service: Servic
     if not text:
         raise ValidationError("prompt is empty; send the text to complete")
     model = await service.generative.get(body.model)
-    return await _complete(request, service, caller, model, body, model.text_prompt(text), chat=False,
+    return await _complete(request, service, caller, model, body, lambda m: m.prepare_text(text), chat=False,
                            max_tokens=body.max_tokens)
 
 
@@ -129,7 +127,7 @@ async def list_models(service: ServiceDep, principal: PrincipalDep, gate: GateDe
     for model in await service.generative.models():
         prices = await gate.token_prices(principal, model.name)
         data.append({"id": model.name, "object": "model", "created": model.created, "owned_by": "modelshop",
-                     "kind": "generative", "source": "local", "version": model.version,
+                     "kind": "generative", "source": model.source, "version": model.version,
                      "context_length": model.context_length,
                      "pricing": None if prices is None else {
                          "currency": prices.currency, "input_per_million": prices.input_per_million,
@@ -149,21 +147,20 @@ def _content(message: ChatMessage, i: int) -> str:
     return "".join(part.text for part in message.content)
 
 
-def _params(body: _Common, model: GenerativeModel, prompt: list[int], max_tokens: int | None,
-            settings) -> SamplingParams:
+def _params(body: _Common, model, prompt_tokens: int, max_tokens: int | None, settings) -> SamplingParams:
     if body.n not in (None, 1):
         raise ValidationError(f"n={body.n} is not supported: this server returns one choice; send {body.n} requests")
     if body.logprobs:
         raise ValidationError("logprobs are not supported by this server; leave logprobs out")
-    context = model.context_length
-    room = context - len(prompt)
+    context = model.context_length   # None: an upstream whose context is not registered (it checks)
+    room = context - prompt_tokens if context else settings.llm_max_tokens
     if room < 1:
-        raise ValidationError(f"the prompt has {len(prompt)} tokens; model \"{model.name}\" reads at most "
+        raise ValidationError(f"the prompt has {prompt_tokens} tokens; model \"{model.name}\" reads at most "
                               f"{context} (its context length): shorten it")
-    if max_tokens is None:
+    if max_tokens is None:   # reserved and billed against: an upstream is asked for no more than this
         max_tokens = min(settings.llm_max_tokens, room)
-    elif max_tokens > room:
-        raise ValidationError(f"the prompt has {len(prompt)} tokens and max_tokens is {max_tokens}: more than "
+    elif context and max_tokens > room:
+        raise ValidationError(f"the prompt has {prompt_tokens} tokens and max_tokens is {max_tokens}: more than "
                               f"model \"{model.name}\"'s context of {context} tokens; ask for at most {room}")
     stop = (body.stop,) if isinstance(body.stop, str) else tuple(body.stop or ())
     if len(stop) > MAX_STOPS or any(not s for s in stop):
@@ -174,40 +171,53 @@ def _params(body: _Common, model: GenerativeModel, prompt: list[int], max_tokens
                           frequency_penalty=body.frequency_penalty or 0.0)
 
 
-async def _complete(request: Request, service: Service, caller, model: GenerativeModel, body: _Common,
-                    prompt: list[int], *, chat: bool, max_tokens: int | None):
+async def _complete(request: Request, service: Service, caller, model, body: _Common, prepare, *, chat: bool,
+                    max_tokens: int | None):
+    """One completion by `model` (local or upstream, with its fallbacks); `prepare(m)` gives the prompt as
+    model `m` reads it."""
     from modelshop.llm.constrain import parse_response_format
 
-    params = _params(body, model, prompt, max_tokens, service.settings)
+    prepared = prepare(model)
+    params = _params(body, model, prepared.tokens, max_tokens, service.settings)
     response_format = parse_response_format(body.response_format)
-    reserve = Units(requests=1, tokens=len(prompt) + params.max_tokens, input_tokens=len(prompt),
+    reserve = Units(requests=1, tokens=prepared.tokens + params.max_tokens, input_tokens=prepared.tokens,
                     output_tokens=params.max_tokens)
+    chain = await service.generative.chain(model)
+    cache = {model.ref: prepared}
+
+    def prepared_for(m):
+        if m.ref not in cache:
+            cache[m.ref] = prepare(m)
+        return cache[m.ref]
+
     shape = _Shape(caller.request_id, model, chat)
+    prompt = (chain, prepared_for, prepared)
     if body.stream:
         if caller.idempotency_key is not None:
             raise ValidationError("Idempotency-Key applies to calls without stream; a stream cannot be replayed: "
                                   "drop the header or set stream to false")
         include_usage = bool(body.stream_options and body.stream_options.include_usage)
         return await _stream(request, service, caller, model, prompt, params, response_format, reserve, shape,
-                             include_usage)
+                             include_usage, chat)
     async with metered(request, caller) as m:
         if m.replay is not None:
             return m.replay
         await m.admit(model.ref, reserve)
-        run = _Run(service, model, caller.request_id, prompt)
+        run = _Run(service, model, caller.request_id, *prompt, chat=chat)
         text, finish = await until_disconnect(request, run.all(params, response_format))
+        shape.answered(run)
         payload = shape.whole(text, finish, run.usage())
-        return await m.reply(model.ref, payload, run.outcome())
+        return await m.reply(run.answered_by, payload, run.outcome(), extra=run.extra(), headers=run.headers())
 
 
 async def _stream(request, service, caller, model, prompt, params, response_format, reserve, shape,
-                  include_usage: bool):
+                  include_usage: bool, chat: bool):
     stack = contextlib.AsyncExitStack()
     await stack.__aenter__()
     try:
         m = await stack.enter_async_context(metered(request, caller))
         await m.admit(model.ref, reserve)
-        run = _Run(service, model, caller.request_id, prompt)
+        run = _Run(service, model, caller.request_id, *prompt, chat=chat)
         events = run.events(params, response_format)
         first = await anext(events)
         if first.error:
@@ -215,10 +225,12 @@ async def _stream(request, service, caller, model, prompt, params, response_form
     except BaseException as e:
         await stack.__aexit__(type(e), e, e.__traceback__)
         raise
+    shape.answered(run)
     stream = _Stream(stack, m, run, events, first, shape, include_usage)
     return MeteredStream(stream, media_type="text/event-stream",
-                         headers={"x-request-id": caller.request_id, "x-model": model.ref,
-                                  "x-queue-time": f"{run.first_token_s * 1000:.2f}", "cache-control": "no-cache"})
+                         headers={"x-request-id": caller.request_id, "x-model": run.answered_by,
+                                  "x-queue-time": f"{run.first_token_s * 1000:.2f}", "cache-control": "no-cache",
+                                  **run.headers()})
 
 
 class _Stream:
@@ -247,7 +259,8 @@ class _Stream:
                 if event.finish_reason is not None:
                     break
                 event = await anext(self.events)
-            await self.m.record_stream(model_ref=self.run.model.ref, outcome=self.run.outcome())
+            await self.m.record_stream(model_ref=self.run.answered_by, outcome=self.run.outcome(),
+                                       extra=self.run.extra())
             self.recorded = True
             yield _data(shape.chunk({} if shape.chat else "", event.finish_reason, usage))
             if usage:
@@ -266,7 +279,8 @@ class _Stream:
             if not self.recorded and not self.failed and self.run.completion_tokens > 0:
                 # the client cut the stream: it is billed for what was generated until then
                 try:
-                    await self.m.record_stream(model_ref=self.run.model.ref, outcome=self.run.outcome())
+                    await self.m.record_stream(model_ref=self.run.answered_by, outcome=self.run.outcome(),
+                                               extra=self.run.extra())
                     self.recorded = True
                 except Exception:
                     log.exception("usage of the cut stream %s not recorded", self.run.rid)
@@ -295,22 +309,39 @@ class MeteredStream(StreamingResponse):
 
 
 class _Run:
-    """One sequence on a model's engine: its events, timings and the usage they add up to."""
+    """One completion on a chain of models (the asked one, then its fallbacks): its events, timings, who
+    answered, and the usage they add up to (an upstream's own when it sent it)."""
 
-    def __init__(self, service: Service, model: GenerativeModel, request_id: str, prompt: list[int]) -> None:
-        self.service, self.model, self.rid, self.prompt = service, model, request_id, prompt
+    def __init__(self, service: Service, model, request_id: str, chain: list, prepared_for, prepared, *,
+                 chat: bool) -> None:
+        self.service, self.model, self.rid, self.chain = service, model, request_id, chain
+        self.prepared_for, self.chat = prepared_for, chat
+        self.prompt_tokens = prepared.tokens
         self.completion_tokens = 0
+        self.estimated = False
+        self.answered_by = model.ref
+        self.answered_name = model.name
+        self.source = model.source
         self.started = time.perf_counter()
         self.first_token_s = 0.0
         self._last = self.started
 
     async def events(self, params: SamplingParams, response_format: dict | None) -> AsyncIterator[Event]:
-        metrics, label = self.service.metrics, self.model.ref
-        metrics.llm_input_tokens.labels(label).inc(len(self.prompt))
-        stream = self.model.host.generate(self.rid, self.prompt, params, response_format)
+        from modelshop.serve.upstream import generate_with_fallbacks
+
+        metrics = self.service.metrics
+        stream = generate_with_fallbacks(self.chain, self.rid, self.prepared_for, params, response_format,
+                                         chat=self.chat)
+        counted_input = False
         try:
             async for event in stream:
                 now = time.perf_counter()
+                label = event.answered_by or self.answered_by
+                if not counted_input:
+                    self.answered_by, counted_input = label, True
+                    answering = next((m for m in self.chain if m.ref == label), self.model)
+                    self.answered_name, self.source = answering.name, answering.source
+                    self.prompt_tokens = self.prepared_for(answering).tokens
                 if event.tokens:
                     if self.completion_tokens == 0:
                         self.first_token_s = now - self.started
@@ -319,7 +350,15 @@ class _Run:
                         metrics.llm_itl.labels(label).observe(now - self._last)
                     metrics.llm_output_tokens.labels(label).inc(event.tokens)
                     self._last = now
-                self.completion_tokens = max(self.completion_tokens, event.completion_tokens)
+                if event.finish_reason is not None and not event.error:
+                    # the finishing event carries the final usage: the provider's, or counted here
+                    self.completion_tokens = event.completion_tokens
+                    self.prompt_tokens = event.prompt_tokens or self.prompt_tokens
+                    self.estimated = event.estimated
+                    metrics.llm_input_tokens.labels(label).inc(self.prompt_tokens)
+                else:
+                    self.completion_tokens = max(self.completion_tokens, event.completion_tokens)
+                    self.estimated = self.estimated or event.estimated
                 yield event
         finally:
             await stream.aclose()
@@ -335,33 +374,48 @@ class _Run:
         raise ModelError(f"{self.model.ref}: the generation ended without finishing; retry")
 
     def usage(self) -> dict:
-        return {"prompt_tokens": len(self.prompt), "completion_tokens": self.completion_tokens,
-                "total_tokens": len(self.prompt) + self.completion_tokens}
+        return {"prompt_tokens": self.prompt_tokens, "completion_tokens": self.completion_tokens,
+                "total_tokens": self.prompt_tokens + self.completion_tokens}
 
     def outcome(self) -> Outcome:
-        units = Units(requests=1, tokens=len(self.prompt) + self.completion_tokens, input_tokens=len(self.prompt),
+        units = Units(requests=1, tokens=self.prompt_tokens + self.completion_tokens, input_tokens=self.prompt_tokens,
                       output_tokens=self.completion_tokens)
         return Outcome([], units, self.first_token_s, time.perf_counter() - self.started, 0.0, 0)
+
+    def extra(self) -> dict:
+        return {"estimated": True} if self.estimated else {}
+
+    def headers(self) -> dict[str, str]:
+        """x-modelshop-upstream names the model that answered, when an upstream (or a fallback) did."""
+        if self.source == "upstream" or self.answered_by != self.model.ref:
+            return {"x-modelshop-upstream": self.answered_name}
+        return {}
 
 
 def _failure(event: Event) -> Exception:
     message = event.error or "generation failed"
     if message.startswith("ValidationError: "):
         return ValidationError(message.removeprefix("ValidationError: "))
+    if message.startswith("UpstreamFailed: "):
+        return UpstreamFailed(message.removeprefix("UpstreamFailed: "))
     return ModelError(f"generation failed: {message}")
 
 
 class _Shape:
     """OpenAI's objects for chat or text completions."""
 
-    def __init__(self, request_id: str, model: GenerativeModel, chat: bool) -> None:
-        self.chat, self.model = chat, model
+    def __init__(self, request_id: str, model, chat: bool) -> None:
+        self.chat, self.name, self.ref = chat, model.name, model.ref
         self.id = ("chatcmpl-" if chat else "cmpl-") + request_id
         self.created = int(time.time())
 
+    def answered(self, run: _Run) -> None:
+        """The objects name the model that answered (a fallback, when the asked one failed)."""
+        self.name, self.ref = run.answered_name, run.answered_by
+
     def _head(self, obj: str) -> dict:
-        return {"id": self.id, "object": obj, "created": self.created, "model": self.model.name,
-                "system_fingerprint": self.model.ref}
+        return {"id": self.id, "object": obj, "created": self.created, "model": self.name,
+                "system_fingerprint": self.ref}
 
     def whole(self, text: str, finish: str, usage: dict) -> dict:
         if self.chat:
