@@ -206,3 +206,19 @@ def test_concurrent_calls_never_overshoot_a_prepaid_wallet(tmp_path, provider):
     assert ok and all(r.status_code in (200, 402) for r in answers)
     spent = sum(e.output_tokens for e in events(db, customer))
     assert spent <= 20 and len(events(db, customer)) == len(ok)                     # overshoot 0
+
+
+@pytest.mark.filterwarnings("ignore::UserWarning")   # litellm's own import warns about its pydantic types
+def test_litellm_as_a_client_plain_and_streamed(tmp_path, provider, monkeypatch):
+    monkeypatch.setenv("LITELLM_LOCAL_MODEL_COST_MAP", "True")     # litellm would fetch its price map
+    litellm = pytest.importorskip("litellm")
+
+    settings, db, customer, key = gateway(tmp_path, provider, up=("ok", {}))
+    with live_server(build_app(settings)) as base:
+        done = litellm.completion(model="openai/up", api_base=base + "/v1", api_key=key, messages=HELLO)
+        parts = list(litellm.completion(model="openai/up", api_base=base + "/v1", api_key=key, messages=HELLO,
+                                        stream=True, stream_options={"include_usage": True}))
+    assert done.choices[0].message.content == "".join(f"w{i} " for i in range(WORDS))
+    assert done.usage.prompt_tokens == PROMPT_TOKENS and done.usage.completion_tokens == WORDS
+    assert "".join(p.choices[0].delta.content or "" for p in parts if p.choices) == done.choices[0].message.content
+    assert [(e.input_tokens, e.output_tokens) for e in events(db, customer)] == [(PROMPT_TOKENS, WORDS)] * 2
