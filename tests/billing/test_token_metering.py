@@ -308,8 +308,10 @@ def test_token_usage_for_the_console(db, settings):
     in_turn(gate, generate(gate, key, "smollm2:1", 30, 12), generate(gate, key, "qwen:1", 5, 40),
             serve_call(gate, key, "support:1", Units(1, 9, 9)))
     got = token_usage(db, PERIOD)
-    assert got["by_model"] == [{"model": "qwen:1", "calls": 1, "input_tokens": 5, "output_tokens": 40},
-                               {"model": "smollm2:1", "calls": 1, "input_tokens": 30, "output_tokens": 12}]
+    none_estimated = {"estimated_calls": 0, "estimated_input_tokens": 0, "estimated_output_tokens": 0}
+    assert got["by_model"] == [
+        {"model": "qwen:1", "calls": 1, "input_tokens": 5, "output_tokens": 40, **none_estimated},
+        {"model": "smollm2:1", "calls": 1, "input_tokens": 30, "output_tokens": 12, **none_estimated}]
     assert [(r["customer"], r["model"]) for r in got["by_customer"]] == [("Gen", "qwen:1"), ("Gen", "smollm2:1")]
-    assert got["totals"] == {"calls": 2, "input_tokens": 35, "output_tokens": 52}
+    assert got["totals"] == {"calls": 2, "input_tokens": 35, "output_tokens": 52, **none_estimated}
     assert token_usage(db, "2026-02")["by_model"] == []

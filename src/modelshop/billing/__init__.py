@@ -10,7 +10,8 @@
     queries                 read-only views for the console and storefront (counts, latency)
     api                     admin and customer-self-service FastAPI routers (imported on demand)
 
-May import: db, settings, errors, gate (the seam types), serve (its typed dependencies, for `api`).
+May import: db, settings, errors, gate (the seam types), serve (its typed dependencies, for `api`),
+registry and llm.upstream (the upstream models' costs, for `api`'s revenue).
 Library functions take a `Database` and an
 `actor` (who is doing it, for the audit log); the CLI and the HTTP API are thin layers on them.
 """

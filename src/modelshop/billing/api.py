@@ -215,7 +215,11 @@ def pay_invoice(who: Admin, db: Db, invoice_id: int, body: PayIn | None = None) 
 
 @admin_router.get("/revenue")
 def get_revenue(_: Admin, db: Db, period: str, settings: SettingsDep) -> dict:
-    return revenue.revenue(db, period, settings)
+    """Revenue, upstream cost (the registered upstream models' prices), serving cost and margin; `warnings`."""
+    from modelshop.llm.upstream import upstream_costs
+    from modelshop.registry import Registry
+
+    return revenue.revenue(db, period, settings, upstream_rates=upstream_costs(Registry.from_settings(settings)))
 
 
 @admin_router.get("/wallet/{customer_id}")

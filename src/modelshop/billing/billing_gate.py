@@ -10,9 +10,10 @@
                   not yet committed, on every replica sharing the Redis; a charge or quota that
                   names models counts only those models' units)
       record      the usage event (the units the call really used: a generative call's input and
-                  output tokens, not the max_tokens admitted) and idempotency record, group-committed,
-                  durable before return; when the key turns out to be used already, the stored reply
-                  to send instead
+                  output tokens, not the max_tokens admitted; `estimated` when the call's
+                  `extra["estimated"]` says the units were counted locally because its upstream sent
+                  no usage) and idempotency record, group-committed, durable before return; when the
+                  key turns out to be used already, the stored reply to send instead
       exit        what `admit` held and a claim never recorded go back
     token_prices  what the caller's plan charges per million input and output tokens of a model
 
@@ -256,7 +257,7 @@ class BillingGate:
             route=call.route[:100], model=call.model[:200], requests=call.units.requests,
             tokens=call.units.tokens, characters=call.units.characters, input_tokens=call.units.input_tokens,
             output_tokens=call.units.output_tokens, compute_us=round(call.inference_seconds * 1_000_000),
-            occurred_at=self.clock(),
+            occurred_at=self.clock(), estimated=bool(call.extra.get("estimated")),
             idempotency_key=usage.check_idempotency_key(call.idempotency_key), status=reply.status,
             body=reply.body, headers=dict(reply.headers), fingerprint=call.fingerprint)
         result = await self.committer.submit(metered)

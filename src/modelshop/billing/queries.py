@@ -82,11 +82,13 @@ def token_price_list(db: Database, *, codes: list[str] | None = None) -> list[di
 
 def token_usage(db: Database, period: str) -> dict:
     """Generative usage of a period ("YYYY-MM" or "YYYY"): input and output tokens per model
-    ("NAME:VERSION") and per customer, for the console.
+    ("NAME:VERSION") and per customer, for the console, with the part of each that was estimated
+    (counted locally: the upstream that served the call sent no usage).
 
-        {"period", "by_model": [{"model", "calls", "input_tokens", "output_tokens"}],
-         "by_customer": [{"customer_id", "customer", "model", "calls", "input_tokens", "output_tokens"}],
-         "totals": {"calls", "input_tokens", "output_tokens"}}
+        {"period", "by_model": [{"model", "calls", "input_tokens", "output_tokens",
+                                 "estimated_calls", "estimated_input_tokens", "estimated_output_tokens"}],
+         "by_customer": [{"customer_id", "customer", "model", <the same figures>}],
+         "totals": {<the same figures>}}
 
     Only usage with input or output tokens counts (a classifier's calls have none); `calls` is the
     requests of those rows. By model: most output tokens first; by customer: by customer id, then model.
@@ -96,17 +98,28 @@ def token_usage(db: Database, period: str) -> dict:
         rows = [r for r in usage_by_model(s, start, end) if r["input_tokens"] or r["output_tokens"]]
         names = dict(s.execute(select(Customer.id, Customer.name).where(
             Customer.id.in_({r["customer_id"] for r in rows}))).tuples().all()) if rows else {}
-    figures = ("input_tokens", "output_tokens")
+    figures = [_token_figures(r) for r in rows]
     models: dict[str, dict] = {}
-    for r in rows:
-        m = models.setdefault(r["model"], {"model": r["model"], "calls": 0, **dict.fromkeys(figures, 0)})
-        m["calls"] += r["requests"]
-        for f in figures:
-            m[f] += r[f]
-    by_customer = [{"customer_id": r["customer_id"], "customer": names.get(r["customer_id"]), "model": r["model"],
-                    "calls": r["requests"], **{f: r[f] for f in figures}} for r in rows]
+    for r, f in zip(rows, figures, strict=True):
+        m = models.setdefault(r["model"], {"model": r["model"], **dict.fromkeys(TOKEN_FIGURES, 0)})
+        for k in TOKEN_FIGURES:
+            m[k] += f[k]
+    by_customer = [{"customer_id": r["customer_id"], "customer": names.get(r["customer_id"]), "model": r["model"], **f}
+                   for r, f in zip(rows, figures, strict=True)]
     return {"period": period,
             "by_model": sorted(models.values(), key=lambda m: (-m["output_tokens"], model_name(m["model"]),
                                                                m["model"])),
             "by_customer": by_customer,
-            "totals": {"calls": sum(r["requests"] for r in rows), **{f: sum(r[f] for r in rows) for f in figures}}}
+            "totals": {k: sum(f[k] for f in figures) for k in TOKEN_FIGURES}}
+
+
+TOKEN_FIGURES = ("calls", "input_tokens", "output_tokens", "estimated_calls", "estimated_input_tokens",
+                 "estimated_output_tokens")
+
+
+def _token_figures(row: dict) -> dict[str, int]:
+    """TOKEN_FIGURES of one `usage_by_model` row (calls are its requests)."""
+    est = row["estimated"]
+    return {"calls": row["requests"], "input_tokens": row["input_tokens"], "output_tokens": row["output_tokens"],
+            "estimated_calls": est["requests"], "estimated_input_tokens": est["input_tokens"],
+            "estimated_output_tokens": est["output_tokens"]}

@@ -10,9 +10,13 @@ Costs, per customer and model, each rounded once, in `Settings.serving_cost_curr
     serving cost    compute time and tokens (summed in SQL) times the per-model rates of
                     `Settings.serving_cost_*`
     upstream cost   what an upstream provider charges for a resold model's input and output
-                    tokens: per million, from `upstream_rates` (model → (input, output)); none
-                    given, every model's is 0
+                    tokens: per million, from `upstream_rates` (model → (input, output), what
+                    `llm.upstream.upstream_costs` reads from the registry); none given, every model's is 0
     margin          revenue − serving cost − upstream cost
+
+Each row also says how many of its tokens were estimated (counted locally: the upstream that served
+the call sent no usage). `warnings` names every model sold below its cost: its margin over the
+period is negative, or it is for some customers (a plan that prices it too low).
 """
 
 from __future__ import annotations
@@ -32,7 +36,9 @@ from modelshop.settings import Settings
 
 NO_USAGE = "(no usage)"
 MILLION, THOUSAND = Decimal(1_000_000), Decimal(1000)
-SUMMED = ("requests", "tokens", "input_tokens", "output_tokens", "compute_us")   # figures each row adds up
+MEASURED = ("requests", "tokens", "input_tokens", "output_tokens", "compute_us")
+ESTIMATED = ("tokens", "input_tokens", "output_tokens")    # of those, the ones whose estimated part a row shows
+SUMMED = (*MEASURED, *(f"estimated_{m}" for m in ESTIMATED))   # figures each row adds up
 UpstreamRates = Mapping[str, tuple[Decimal, Decimal]]   # model → (input, output) cost per million tokens
 
 
@@ -102,7 +108,8 @@ def revenue(db: Database, period: str, settings: Settings, *, upstream_rates: Up
         usage: dict[int, list[dict]] = defaultdict(list)
         for row in usage_by_model(s, start, end):
             usage[row["customer_id"]].append(row)
-    nothing = {"model": NO_USAGE, **dict.fromkeys((*METRIC_COLUMNS, "compute_us"), 0)}
+    nothing = {"model": NO_USAGE, **dict.fromkeys((*METRIC_COLUMNS, "compute_us"), 0),
+               "estimated": dict.fromkeys(METRIC_COLUMNS, 0)}
     # cells keyed (customer_id, model): revenue and costs in minor units of the invoice currency
     cells: dict[tuple[int, str], dict] = {}
     statuses: dict[str, int] = defaultdict(int)
@@ -120,12 +127,52 @@ def revenue(db: Database, period: str, settings: Settings, *, upstream_rates: Up
                 upstream = to_minor(upstream_cost(upstream_rates or {}, row["model"], row["input_tokens"],
                                                   row["output_tokens"]), cost_currency)
             cells[(inv.customer_id, row["model"])] = {"customer": name, "currency": inv.currency, "revenue": rev,
-                                                      "cost": cost, "upstream": upstream,
-                                                      **{f: row[f] for f in SUMMED}}
+                                                      "cost": cost, "upstream": upstream, **_summed(row)}
     return {"period": period, "cost_currency": cost_currency, "invoices": dict(statuses),
             "by_model": _rollup(cells, lambda k: k[1], "model"),
             "by_customer": _rollup(cells, lambda k: k[0], "customer_id"),
-            "totals": _rollup(cells, lambda k: "all", None)}
+            "totals": _rollup(cells, lambda k: "all", None),
+            "warnings": below_cost(cells, period)}
+
+
+def _summed(row: dict) -> dict[str, int]:
+    """The SUMMED figures of one `usage_by_model` row."""
+    return {**{f: row[f] for f in MEASURED}, **{f"estimated_{m}": row["estimated"][m] for m in ESTIMATED}}
+
+
+def _loss(cell: dict) -> int | None:
+    """A cell's margin in minor units; None when its costs are not known (another currency)."""
+    if cell["cost"] is None or cell["upstream"] is None:
+        return None
+    return cell["revenue"] - cell["cost"] - cell["upstream"]
+
+
+def below_cost(cells: dict, period: str) -> list[dict]:
+    """One warning per model (and currency) sold below its cost: over the period (negative margin), or to
+    some customers, named in `customers` (their margin on it is negative while the model's is not)."""
+    groups: dict[tuple[str, str], list[tuple[int, dict]]] = defaultdict(list)
+    for (customer_id, model), cell in cells.items():
+        if _loss(cell) is not None:
+            groups[(model, cell["currency"])].append((customer_id, cell))
+    out = []
+    for (model, currency), members in sorted(groups.items()):
+        losing = [(c, cell) for c, cell in members if _loss(cell) < 0]
+        if not losing:
+            continue
+        overall = sum(_loss(cell) for _, cell in members) < 0
+        counted = members if overall else losing
+        rev, up, serving = (sum(cell[f] for _, cell in counted) for f in ("revenue", "upstream", "cost"))
+        margin = rev - up - serving
+        whom = "" if overall else f" to customer{'s' if len(losing) > 1 else ''} " + \
+            ", ".join(str(c) for c, _ in sorted(losing, key=lambda x: x[0]))
+        out.append({"model": model, "currency": currency, "customers": sorted(c for c, _ in losing),
+                    "revenue": fmt(rev, currency), "upstream_cost": fmt(up, currency),
+                    "serving_cost": fmt(serving, currency), "margin": fmt(margin, currency),
+                    "message": f"{model} is sold below its cost{whom} in {period}: revenue {fmt(rev, currency)} "
+                               f"{currency} against upstream cost {fmt(up, currency)} and serving cost "
+                               f"{fmt(serving, currency)}, margin {fmt(margin, currency)} {currency}; raise its "
+                               "price in the plans or lower its cost"})
+    return out
 
 
 def _rollup(cells: dict, key, label: str | None) -> list[dict]:

@@ -12,7 +12,19 @@ from __future__ import annotations
 import datetime as dt
 from decimal import Decimal
 
-from sqlalchemy import JSON, BigInteger, ForeignKey, Index, Integer, LargeBinary, String, UniqueConstraint, text
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    ForeignKey,
+    Index,
+    Integer,
+    LargeBinary,
+    String,
+    UniqueConstraint,
+    false,
+    text,
+)
 from sqlalchemy.orm import Mapped, mapped_column
 from sqlalchemy.types import TypeDecorator
 
@@ -123,6 +135,8 @@ class UsageEvent(Base):
     compute_us: Mapped[int] = mapped_column(BigInteger)         # compute time in microseconds
     idempotency_key: Mapped[str | None] = mapped_column(String(255))
     occurred_at: Mapped[dt.datetime] = mapped_column(UTCDateTime)
+    # the units were counted here (an upstream that sent no usage), not reported by whoever served the call
+    estimated: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
 
 
 class IdempotencyRecord(Base):

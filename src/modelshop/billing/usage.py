@@ -3,8 +3,10 @@
 A batch is one transaction: usage events, the idempotency records holding each first reply,
 the monthly counters used by quota and wallet checks (per customer, and per customer and model
 for plans whose charges name models) and the keys' last-used times. Each event carries every
-metric of METRIC_COLUMNS: a generative call's input and output tokens beside its tokens. A call whose
-(customer, Idempotency-Key) is already stored is a retry and is not written again.
+metric of METRIC_COLUMNS: a generative call's input and output tokens beside its tokens, and whether
+they were `estimated` (counted locally because the upstream that served the call sent no usage; the
+reports show that part apart). A call whose (customer, Idempotency-Key) is already stored is a retry
+and is not written again.
 
 An Idempotency-Key names one request (Stripe's rule). Before any inference the key is *claimed*
 (`claim`): a row under a unique constraint, in the database that holds the ledger, so every
@@ -25,7 +27,7 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 from decimal import Decimal
 
-from sqlalchemy import delete, func, insert, select, tuple_, update
+from sqlalchemy import case, delete, func, insert, select, tuple_, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -60,6 +62,7 @@ class Metered:
     occurred_at: dt.datetime
     input_tokens: int = 0         # a generative call's prompt tokens (also in `tokens`)
     output_tokens: int = 0        # and the tokens it generated
+    estimated: bool = False       # units counted locally (the upstream sent no usage), not reported
     idempotency_key: str | None = None
     status: int = 200
     body: bytes = b""
@@ -117,7 +120,7 @@ def _write(s: Session, batch: list[Metered]) -> list[bool]:
     s.execute(insert(UsageEvent), [
         {"request_id": m.request_id, "customer_id": m.customer_id, "key_id": m.key_id, "model": m.model,
          "route": m.route, **{c: getattr(m, c) for c in METRIC_COLUMNS}, "compute_us": m.compute_us,
-         "idempotency_key": m.idempotency_key, "occurred_at": m.occurred_at}
+         "idempotency_key": m.idempotency_key, "occurred_at": m.occurred_at, "estimated": m.estimated}
         for m in fresh])
     replies = [m for m in fresh if m.idempotency_key]
     if replies:
@@ -295,18 +298,24 @@ def model_name(model: str) -> str:
 
 def usage_by_model(s: Session, start: dt.datetime, end: dt.datetime, customer_id: int | None = None) -> list[dict]:
     """Per customer and model ("NAME:VERSION") over [start, end): customer_id, model, every metric of
-    METRIC_COLUMNS and compute_us, summed in SQL, ordered by customer and model."""
+    METRIC_COLUMNS and compute_us, and `estimated` (metric → the part of it that was estimated), summed
+    in SQL, ordered by customer and model."""
+    summed = (*METRIC_COLUMNS, "compute_us")
     q = (select(UsageEvent.customer_id, UsageEvent.model,
-                *(func.sum(getattr(UsageEvent, c)) for c in (*METRIC_COLUMNS, "compute_us")))
+                *(func.sum(getattr(UsageEvent, c)) for c in summed),
+                *(func.sum(case((UsageEvent.estimated, getattr(UsageEvent, c)), else_=0)) for c in METRIC_COLUMNS))
          .where(UsageEvent.occurred_at >= start, UsageEvent.occurred_at < end)
          .group_by(UsageEvent.customer_id, UsageEvent.model)
          .order_by(UsageEvent.customer_id, UsageEvent.model))
     if customer_id is not None:
         q = q.where(UsageEvent.customer_id == customer_id)
     # PostgreSQL sums BIGINT into NUMERIC: bring every total back to int
-    return [{"customer_id": c, "model": m,
-             **{k: int(v or 0) for k, v in zip((*METRIC_COLUMNS, "compute_us"), sums, strict=True)}}
-            for c, m, *sums in s.execute(q)]
+    out = []
+    for c, m, *sums in s.execute(q):
+        measured, estimated = sums[:len(summed)], sums[len(summed):]
+        out.append({"customer_id": c, "model": m, **{k: int(v or 0) for k, v in zip(summed, measured, strict=True)},
+                    "estimated": {k: int(v or 0) for k, v in zip(METRIC_COLUMNS, estimated, strict=True)}})
+    return out
 
 
 def by_name(rows: list[dict]) -> dict[int, dict[str, dict[str, int]]]:
@@ -323,7 +332,8 @@ def by_name(rows: list[dict]) -> dict[int, dict[str, dict[str, int]]]:
 def usage_summary(db: Database, *, customer_id: int | None = None, period: str | None = None,
                   now: dt.datetime | None = None) -> dict:
     """Units and compute time per customer and model over a period (default: this month); `totals` has
-    every metric (requests, tokens, characters, input_tokens, output_tokens)."""
+    every metric (requests, tokens, characters, input_tokens, output_tokens), `estimated` the part of
+    each that was counted locally rather than reported by the upstream (also in every `by_model` row)."""
     period = period or period_of(now or dt.datetime.now(dt.UTC), "month")
     start, end, _ = parse_period(period)
     with db.session() as s:
@@ -331,7 +341,9 @@ def usage_summary(db: Database, *, customer_id: int | None = None, period: str |
     by_model = [{**{k: v for k, v in r.items() if k != "compute_us"},
                  "compute_seconds": str(Decimal(r["compute_us"]).scaleb(-6))} for r in rows]
     totals = {col: sum(row[col] for row in by_model) for col in METRIC_COLUMNS}
-    return {"period": period, "customer_id": customer_id, "totals": totals, "by_model": by_model}
+    estimated = {col: sum(row["estimated"][col] for row in by_model) for col in METRIC_COLUMNS}
+    return {"period": period, "customer_id": customer_id, "totals": totals, "estimated": estimated,
+            "by_model": by_model}
 
 
 def check_idempotency_key(key: str | None) -> str | None:

@@ -168,14 +168,21 @@ def keys_list(customer: int = typer.Option(None, "--customer"), json_out: bool =
 def usage_cmd(customer: int = typer.Option(None, "--customer", help="customer id; default all"),
               period: str = typer.Option(None, "--period", help="YYYY-MM; default this month"),
               json_out: bool = JSON):
-    """Units (requests, tokens, characters, input and output tokens) and compute time per customer and model."""
+    """Units (requests, tokens, characters, input and output tokens) and compute time per customer and model,
+    and the part of them that was estimated (counted locally: the upstream sent no usage)."""
     from modelshop.billing.usage import usage_summary
 
     u = usage_summary(_db(), customer_id=customer, period=period)
-    _show(u, json_out, "\n".join([f"{u['period']}: {u['totals']}"] + [
+    _show(u, json_out, "\n".join([f"{u['period']}: {u['totals']}", f"  estimated: {u['estimated']}"] + [
         f"  customer {r['customer_id']}\t{r['model']}\t{r['requests']} requests\t{r['tokens']} tokens\t"
-        f"{r['characters']} characters\t{r['input_tokens']} in / {r['output_tokens']} out tokens\t"
-        f"{r['compute_seconds']} s" for r in u["by_model"]]))
+        f"{r['characters']} characters\t{r['input_tokens']} in / {r['output_tokens']} out tokens"
+        f"{_estimated(r['estimated'])}\t{r['compute_seconds']} s" for r in u["by_model"]]))
+
+
+def _estimated(est: dict) -> str:
+    if not est["requests"]:
+        return ""
+    return f" ({est['input_tokens']} in / {est['output_tokens']} out estimated, {est['requests']} calls)"
 
 
 @invoices_app.command("run")
@@ -241,20 +248,27 @@ def invoices_pay(invoice_id: int, reference: str = typer.Option("", "--reference
 
 
 def revenue_cmd(period: str = typer.Option(..., "--period", help="YYYY-MM"), json_out: bool = JSON):
-    """Revenue, upstream cost, serving cost and gross margin by model and customer."""
+    """Revenue, upstream cost (the registered upstream models' prices), serving cost and gross margin by model
+    and customer; a warning for each model sold below its cost."""
     from modelshop.billing.revenue import revenue
+    from modelshop.llm.upstream import upstream_costs
+    from modelshop.registry import Registry
     from modelshop.settings import get_settings
 
-    r = revenue(_db(), period, get_settings())
+    settings = get_settings()
+    r = revenue(_db(), period, settings, upstream_rates=upstream_costs(Registry.from_settings(settings)))
     if json_out:
         emit_json(r)
         return
+    for w in r["warnings"]:
+        typer.echo(f"warning: {w['message']}", err=True)
     for title, key in (("by model", "model"), ("by customer", "customer_id"), ("total", None)):
         typer.echo(f"{period} {title}:")
         for row in r["by_model" if key == "model" else "by_customer" if key else "totals"]:
             typer.echo(f"  {row.get(key, 'all') if key else 'all'}\trevenue {row['revenue']} {row['currency']}\t"
                        f"upstream {row['upstream_cost']}\tserving {row['serving_cost']}\t"
-                       f"margin {row['margin']} ({row['margin_percent']}%)")
+                       f"margin {row['margin']} ({row['margin_percent']}%)"
+                       + (f"\t{row['estimated_tokens']} tokens estimated" if row["estimated_tokens"] else ""))
 
 
 @wallet_app.command("topup")
