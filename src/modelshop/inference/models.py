@@ -4,6 +4,8 @@
     embed(texts, model=None)          → Embedded: the embedding model's name, one unit vector per text
     count_tokens(texts, model, task)  → tokens that model reads for `texts` (after truncation): the
                                         metered units of a call, equal to what the model is given
+    generate(model, messages, ...)    → Generated: a generative model's reply to a chat, its input and
+                                        output tokens and the NAME:VERSION that answered
 
 The support bot, FAQ answering and recommendation take a `Models` and never load a model
 themselves, so the same app code runs in two places with two backings:
@@ -16,8 +18,9 @@ themselves, so the same app code runs in two places with two backings:
 
 The interface is synchronous: app functions are plain functions (they also read and write the
 database), run on a thread inside the server; `PooledModels` hands each call to the event loop
-and waits for its batch. A generative model will add `generate(model, messages, ...)` returning
-its own result type, and the task "generate" for `count_tokens`.
+and waits for its batch. For a generative model, `count_tokens(..., task="generate")` counts each
+text as the prompt of a one-message chat (a user message, the model's chat template applied), so an
+app can fit a prompt to a budget before it asks for the reply.
 May import: numpy (nothing of modelshop: this module sits below every part that uses it).
 """
 
@@ -29,8 +32,8 @@ from typing import Literal, Protocol
 
 import numpy as np
 
-Task = Literal["classify", "embed"]
-TASKS = ("classify", "embed")
+Task = Literal["classify", "embed", "generate"]
+TASKS = ("classify", "embed", "generate")
 
 
 @dataclass(frozen=True)
@@ -58,6 +61,18 @@ class Embedded:
     tokens: int
 
 
+@dataclass(frozen=True)
+class Generated:
+    """A generative model's reply to one chat."""
+
+    text: str
+    prompt_tokens: int          # what the model read (its chat template applied), by its own tokenizer
+    completion_tokens: int      # what it wrote
+    model_ref: str              # NAME:VERSION that answered (a fallback, when the asked one failed)
+    finish_reason: str          # "stop" | "length"
+    estimated: bool = False     # counted here: an upstream that reported no usage
+
+
 def check_task(task: str) -> None:
     if task not in TASKS:
         raise ValueError(f"task must be one of {', '.join(TASKS)}, got {task!r}")
@@ -74,4 +89,10 @@ class Models(Protocol):
 
     def count_tokens(self, texts: Sequence[str], model: str | None = None, *, task: Task = "classify") -> int:
         """Tokens `model` reads for `texts` when asked to `task` them (None: the configured embedding model)."""
+        ...
+
+    def generate(self, model: str, messages: Sequence[dict], *, max_tokens: int,
+                 temperature: float = 0.0) -> Generated:
+        """The reply of generative model `model` (local or upstream, with its fallbacks) to chat `messages`
+        ([{"role", "content"}]): at most `max_tokens` new tokens, greedy at temperature 0."""
         ...
