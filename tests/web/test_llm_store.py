@@ -184,3 +184,19 @@ def test_the_demo_takes_a_share_of_the_engine():
     streams.give_back("tiny")
     streams.take("tiny")
     assert streams.running == {"tiny": 1, "other": 1}
+
+
+def test_an_upstream_model_is_listed_as_resold_without_its_url_nor_a_free_playground(llm_app_settings):
+    from modelshop.llm.upstream import add_upstream
+
+    add_upstream("resold", "https://user:secret@provider.example/v1", "provider-model-7", key_env="PROVIDER_KEY",
+                 cost_input="0.5", cost_output="1.5", settings=llm_app_settings)
+    with TestClient(build_app(llm_app_settings)) as c:
+        index, page = c.get("/store").text, c.get("/store/resold").text
+        chat = c.post("/store/resold/chat", json={"messages": HELLO})
+    card = re.search(r'<div class="card llm" data-model="resold">(.*?)</div>', index, re.S).group(1)
+    assert "resold from a provider" in card and "#llm-chat" not in card
+    assert 'id="llm-chat"' not in page and "resold from a provider" in page
+    for html in (index, page):
+        assert "provider.example" not in html and "secret" not in html and "PROVIDER_KEY" not in html
+    one_line(chat, 404, "no free playground")

@@ -25,7 +25,7 @@ from modelshop.llm.convert import FAMILY, FORMAT, convert, quiet_transformers, r
 from modelshop.registry import META_FILE, ModelVersion, Registry, check_name
 from modelshop.settings import Settings, get_settings
 
-__all__ = ["FAMILY", "add_local", "list_generative", "load_causal_lm", "is_generative", "kind", "summary"]
+__all__ = ["FAMILY", "add_local", "list_generative", "load_causal_lm", "is_generative", "is_llm", "kind", "summary"]
 
 
 def is_generative(row) -> bool:
@@ -33,9 +33,14 @@ def is_generative(row) -> bool:
     return getattr(row, "family", None) == FAMILY
 
 
+def is_llm(row) -> bool:
+    """Whether a row is a generative model sold per token: a local causal LM or an upstream provider's model."""
+    return getattr(row, "family", None) in (FAMILY, "upstream")
+
+
 def kind(row) -> str:
     """"generative" or "classifier": what `models list` shows for a version."""
-    return "generative" if is_generative(row) else "classifier"
+    return "generative" if is_llm(row) else "classifier"
 
 
 def add_local(name: str, base_model: str, *, settings: Settings | None = None, registry: Registry | None = None,
@@ -68,7 +73,7 @@ def list_generative(registry: Registry | None = None) -> list[dict]:
     registry = registry or Registry.from_settings()
     out = []
     for row in registry.list():
-        if is_generative(row):
+        if is_llm(row):
             try:
                 meta = registry.meta(row)
             except (OSError, ValueError):  # files gone or unreadable: still list the row
@@ -80,6 +85,7 @@ def list_generative(registry: Registry | None = None) -> list[dict]:
 def summary(row: ModelVersion, meta: dict) -> dict:
     """The listing of one generative version (`llm list --json`)."""
     return {"name": row.name, "version": row.version, "stage": row.stage, "kind": kind(row),
+            "source": "upstream" if row.family == "upstream" else "local",
             "base_model": row.base_model, "architecture": meta.get("architecture"),
             "context_length": meta.get("context_length"), "parameters": meta.get("parameters"),
             "created_at": row.created_at.isoformat() if row.created_at else None}

@@ -30,7 +30,7 @@ import anyio
 from fastapi import APIRouter, Request
 from fastapi.responses import StreamingResponse
 
-from modelshop.errors import ModelError, Overloaded, ValidationError
+from modelshop.errors import ModelError, NotFound, Overloaded, ValidationError
 from modelshop.llm.engine import Event
 from modelshop.llm.sampling import SamplingParams
 from modelshop.serve.deps import app_state
@@ -64,6 +64,7 @@ STRINGS: dict[str, tuple[str, str]] = {
     "context_length": ("Context", "上下文长度"),
     "tokens": ("tokens", "词元"),
     "local": ("local", "本地"),
+    "upstream": ("resold from a provider", "转售自上游提供商"),
     "parameters": ("parameters", "个参数"),
     "token_prices": ("Prices per million tokens", "每百万词元价格"),
     "input_tokens": ("Input", "输入"),
@@ -197,6 +198,8 @@ async def chat(request: Request, name: str):
     await admit(request, "chat playground", conf.storefront_demo_rpm, "messages", " or sign up for your own key",
                 everyone_rpm=conf.storefront_demo_global_rpm)
     model = await app_state(request).service.generative.get(name)
+    if model.source != "local":   # a provider bills the shop for every token: no free playground there
+        raise NotFound(f'"{name}" is resold from a provider and has no free playground; sign up for a key to call it')
     prompt, max_tokens = fit(model, messages, max_tokens)
     params = SamplingParams(max_tokens=max_tokens, temperature=temperature, top_p=0.95)
     streams = demo_streams(request)

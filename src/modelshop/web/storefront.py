@@ -35,7 +35,7 @@ from modelshop.channels import attribution
 from modelshop.db import utcnow
 from modelshop.errors import ModelshopError, NotFound, RateLimited, ValidationError
 from modelshop.gate import UnmeteredCall
-from modelshop.llm.registry import is_generative
+from modelshop.llm.registry import is_llm
 from modelshop.registry import META_FILE, Registry
 from modelshop.serve.deps import app_state
 from modelshop.web import throttle
@@ -126,7 +126,9 @@ def model_token_prices(name: str, rows: list[dict], plans: list[dict]) -> list[d
 def generative_model(request: Request, row, price_rows: list[dict], plans: list[dict]) -> dict:
     """A generative version as the storefront shows it: kind, where it runs, context length, token prices."""
     meta = _json(registry_of(request).path(row) / META_FILE)
-    return {"name": row.name, "version": row.version, "kind": "generative", "source": "local",
+    # an upstream's URL, key variable and costs are the shop's business, never the storefront's
+    source = "upstream" if row.family == "upstream" else "local"
+    return {"name": row.name, "version": row.version, "kind": "generative", "source": source,
             "context_length": meta.get("context_length"), "architecture": meta.get("architecture"),
             "parameters": meta.get("parameters"), "prices": model_token_prices(row.name, price_rows, plans)}
 
@@ -160,8 +162,8 @@ def _index(request: Request, vid: str, record: bool) -> Response:
     _track(request, vid, record)
     rows, plans = production(request), pricing(request)
     models = [{"name": r.name, "version": r.version, "kind": "classifier", "labels": r.labels,
-               "metrics": public(r.metrics)} for r in rows if not is_generative(r)]
-    generative = [r for r in rows if is_generative(r)]
+               "metrics": public(r.metrics)} for r in rows if not is_llm(r)]
+    generative = [r for r in rows if is_llm(r)]
     price_rows = token_prices(request) if generative else []
     llms = [generative_model(request, r, price_rows, plans) for r in generative]
     return keep_visitor(request, render(request, "store_index.html", models=models, llms=llms, plans=plans,
@@ -185,7 +187,7 @@ def _model_page(request: Request, name: str, vid: str, record: bool, status_code
     except NotFound as e:
         return render(request, "error.html", status_code=404, message=e.message)
     _track(request, vid, record)
-    if is_generative(row):
+    if is_llm(row):
         return keep_visitor(request, _generative_page(request, row, vid, status_code, params, signup), vid)
     folder = registry_of(request).path(row)
     # the public sees no server paths (data files, checkpoint and base-model folders)
