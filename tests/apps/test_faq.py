@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import pytest
@@ -59,10 +60,12 @@ def test_a_large_knowledge_base_answers_from_an_hnsw_index(tmp_path, shop_faq):
         assert ask("big", question, 1, settings=settings)["answers"][0]["id"] == eid
     from modelshop.apps.faq import embed_texts
 
-    queries = embed_texts(["how much does postage take", "can I buy a voucher"], settings)
-    approximate = index.search(queries, 3)
-    exact = [[(int(i), float(s[i])) for i in s.argsort()[::-1][:3]] for s in index.entry_scores(queries)]
+    texts = ["how much does postage take", "can I buy a voucher"]
+    queries = embed_texts(texts, settings)
+    approximate = index.search(texts, queries, 3)
+    exact = dataclasses.replace(index, ann=None).search(texts, queries, 3)
     assert [[i for i, _ in row] for row in approximate] == [[i for i, _ in row] for row in exact]
+    assert [s for row in approximate for _, s in row] == pytest.approx([s for row in exact for _, s in row])
 
 
 def _write(path, rows):

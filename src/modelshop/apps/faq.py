@@ -1,23 +1,28 @@
-"""FAQ question answering: a knowledge base (KB) of question–answer pairs searched with sentence embeddings.
+"""FAQ question answering: a knowledge base (KB) of question–answer pairs searched by meaning and by words.
 
-How an entry is scored. Each entry is embedded (mean-pooled, normalised minilm) as several views:
-its question, its question + answer, and its question + each sentence of its answer (a "passage").
-A user question's score for an entry is the best cosine over the entry's views. The question view
-matches questions asked as written; the passages match a question about one detail of a long
-answer, which the single question+answer vector averages away. Measured on hand-written
-rewordings of `faq_en` (`benchmarks/faq_eval.py`): recall@1 0.874 / recall@3 0.951 against
-0.845 / 0.922 for one question+answer vector per entry. A BM25 score fused in did not help on
-rewordings (people reword precisely by changing words), so there is none.
+How entries are ranked: hybrid retrieval. Each entry's question + answer is embedded (mean-pooled,
+normalised minilm) and indexed for BM25 (bm25s; English stemming and stop words). A user question's
+rank score for an entry is its cosine + LEXICAL_WEIGHT × its BM25 score / the KB's lexical scale
+(the median BM25 score of an entry for its own question: what a good match scores in this KB, so
+the weight means the same in a KB of 8 entries or of 100 000). BM25 alone is weak on rewordings
+(people reword by changing words) but sure when a rare term matches — a law, a form, a product
+name — where the dense vector hesitates. Reciprocal rank fusion (RRF), the usual way to combine
+them, lost here: it gives the weaker list an equal say whatever its scores; so did z-scores per
+query, which turn one weak match in a small KB into a strong one. Each choice was made on the tuning
+half of the project's rewordings of `faq_en` and is measured on the other half
+(`benchmarks/faq_eval.py`, BENCHMARKS.md).
 
-Confidence. A KB's threshold is calibrated from its own scores: the bundled off-topic questions
+Confidence. An answer's "score" is the best cosine over the entry's views: its question, its
+question + answer, and its question + each sentence of its answer (one detail of a long answer).
+A KB's threshold is calibrated from its own scores: the bundled off-topic questions
 (`data/offtopic_questions.txt`) are asked, and the threshold is the `faq_threshold_quantile` of
-their best scores, never below `faq_threshold_floor`. Below it, `ask` answers "no confident answer"
-(the candidates are returned as suggestions, without answer text) instead of a wrong answer.
-With minilm the floor (0.5) decides for most KBs: on `faq_en` 99% of the rewordings are answered
-confidently and 3% of off-topic customer-service messages are.
+the scores their first answers reach, never below `faq_threshold_floor`. Below it, `ask` answers
+"no confident answer" (the candidates come back as suggestions, without answer text) instead of a
+wrong answer.
 
-Search is exact (numpy, one matrix product) up to `faq_exact_max_entries` entries; larger KBs also
-get an HNSW index (faiss) over the views and answer from it.
+Search is exact (numpy, one matrix product; BM25 scores every entry anyway) up to
+`faq_exact_max_entries` entries; larger KBs also get an HNSW index (faiss) over the views and are
+ranked among the entries it and BM25 bring up.
 """
 
 from __future__ import annotations
@@ -26,7 +31,8 @@ import functools
 import hashlib
 import json
 import re
-from dataclasses import dataclass
+import unicodedata
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -44,6 +50,12 @@ VIEW_QUESTION, VIEW_QA, VIEW_PASSAGE = 0, 1, 2
 MAX_TOP_K = 50
 PROBES = Path(__file__).parent / "data" / "offtopic_questions.txt"
 _SENTENCE_END = re.compile(r"(?<=[.!?])\s+|(?<=[。！？；])")
+# Weight of the scaled BM25 score beside the cosine. On the tuning half recall@1 / recall@3 sit on a
+# plateau from 0.2 to 0.325 (0.822–0.832 / 0.980–0.990, against 0.792 / 0.960 for the cosine alone)
+# and fall off from 0.35 (`benchmarks/faq_eval.py --tune`).
+LEXICAL_WEIGHT = 0.25
+_LETTER_DIGIT = re.compile(r"(?<=[^\W\d_])(?=\d)|(?<=\d)(?=[^\W\d_])")
+_CJK = re.compile(r"[\u3400-\u9fff\uf900-\ufaff]+")
 
 
 # --- reading question–answer files --------------------------------------------------------------
@@ -133,11 +145,52 @@ def embed_texts(texts: list[str], settings: Settings, model: str | None = None, 
     return (models or direct_models(settings)).embed(list(texts), model).vectors.astype(np.float32)
 
 
+# --- words: BM25 -------------------------------------------------------------------------------
+
+def lexical_text(text: str) -> str:
+    """`text` as BM25 reads it: accents folded (bostadsrätt = bostadsratt), letters apart from digits
+    (ABS18 = ABS 18), and runs of Chinese characters as overlapping pairs, since they have no spaces."""
+    text = "".join(c for c in unicodedata.normalize("NFKD", text) if not unicodedata.combining(c))
+    text = _LETTER_DIGIT.sub(" ", text)
+    return _CJK.sub(lambda m: " " + " ".join(m[0][i:i + 2] for i in range(max(1, len(m[0]) - 1))) + " ", text)
+
+
+class Lexical:
+    """BM25 (bm25s) over each entry's question + answer, English stemming and stop words."""
+
+    def __init__(self, entries: list[dict]) -> None:
+        import bm25s
+        import Stemmer
+
+        self._bm25s, self._stemmer = bm25s, Stemmer.Stemmer("english")
+        self._index = bm25s.BM25()
+        self._index.index(self._tokens([f"{e['question']} {e['answer']}" for e in entries]), show_progress=False)
+        self.size = len(entries)
+        # what a good match scores in this KB: the median score of an entry for its own question (over
+        # up to 256 entries, evenly spaced), so that the weight means the same in any KB
+        sample = np.unique(np.linspace(0, len(entries) - 1, min(len(entries), 256)).astype(int))
+        own = self.scores([entries[i]["question"] for i in sample])[np.arange(len(sample)), sample]
+        self.scale = float(np.median(own)) if np.median(own) > 0 else 1.0
+
+    def _tokens(self, texts: list[str]) -> list[list[str]]:
+        return self._bm25s.tokenize([lexical_text(t) for t in texts], stopwords="en", stemmer=self._stemmer,
+                                    return_ids=False, show_progress=False)
+
+    def scores(self, texts: list[str]) -> np.ndarray:
+        """BM25 scores (texts × entries); a row of zeros for a text that shares no word with the KB."""
+        out = np.zeros((len(texts), self.size), dtype=np.float32)
+        for row, tokens in zip(out, self._tokens(list(texts))):
+            ids = self._index.get_tokens_ids(tokens)
+            if ids:
+                row[:] = self._index.get_scores_from_ids(ids)
+        return out
+
+
 # --- the index ----------------------------------------------------------------------------------
 
 @dataclass
 class FaqIndex:
-    """The loaded files of one KB version: entries, view vectors (grouped by entry), the ANN index."""
+    """The loaded files of one KB version: entries, view vectors (grouped by entry), BM25, the ANN index."""
 
     entries: list[dict]
     vectors: np.ndarray      # (views, dims) float32, unit length
@@ -145,41 +198,60 @@ class FaqIndex:
     kinds: np.ndarray        # (views,) VIEW_*
     meta: dict
     ann: object | None = None
+    lexical: Lexical | None = None
+    lexical_weight: float = LEXICAL_WEIGHT
+    qa_rows: np.ndarray = field(init=False)   # (entries,) the question + answer view of each entry
+
+    def __post_init__(self) -> None:
+        self.qa_rows = np.flatnonzero(self.kinds == VIEW_QA)
+        if len(self.qa_rows) != len(self.entries):
+            raise ValidationError(f"knowledge base files disagree: {len(self.entries)} entries, "
+                                  f"{len(self.qa_rows)} question+answer vectors; build it again")
+        if self.lexical is None:
+            self.lexical = Lexical(self.entries)
 
     @property
     def starts(self) -> np.ndarray:
         return np.flatnonzero(np.r_[True, self.owners[1:] != self.owners[:-1]])
 
     def entry_scores(self, queries: np.ndarray, kinds: tuple[int, ...] | None = None) -> np.ndarray:
-        """Exact scores (queries × entries): each entry's best view; `kinds` limits the views used."""
+        """Cosines (queries × entries): each entry's best view; `kinds` limits the views used."""
         sims = queries @ self.vectors.T
         if kinds is not None:
             sims = np.where(np.isin(self.kinds, kinds)[None, :], sims, -np.inf)
         return np.maximum.reduceat(sims, self.starts, axis=1)
 
-    def search(self, queries: np.ndarray, top_k: int) -> list[list[tuple[int, float]]]:
-        """The best `top_k` (entry, score) per query, best first."""
+    def ranking(self, texts: list[str], queries: np.ndarray) -> np.ndarray:
+        """The hybrid rank score (queries × entries) of every entry: cosine of its q+a + weight × BM25 / scale."""
+        dense = queries @ self.vectors[self.qa_rows].T
+        return dense + self.lexical_weight * self.lexical.scores(texts) / self.lexical.scale
+
+    def search(self, texts: list[str], queries: np.ndarray, top_k: int) -> list[list[tuple[int, float]]]:
+        """The best `top_k` (entry, score) per question (`texts`, embedded as `queries`) by rank, best first;
+        the score is the entry's best view cosine."""
         top_k = min(top_k, len(self.entries))
-        if self.ann is None:
-            scores = self.entry_scores(queries)
-            out = []
-            for row in scores:
-                idx = np.argpartition(-row, top_k - 1)[:top_k]
-                idx = idx[np.argsort(-row[idx], kind="stable")]
-                out.append([(int(i), float(row[i])) for i in idx])
-            return out
-        # approximate: the nearest views, then each entry's best view among them
-        wanted = min(len(self.owners), max(64, top_k * 16))
-        sims, ids = self.ann.search(np.ascontiguousarray(queries, dtype=np.float32), wanted)
+        if self.ann is not None:
+            return [self._search_ann(text, query, top_k) for text, query in zip(texts, queries)]
+        ranks, scores = self.ranking(texts, queries), self.entry_scores(queries)
         out = []
-        for srow, irow in zip(sims, ids):
-            best: dict[int, float] = {}
-            for s, v in zip(srow, irow):
-                if v >= 0:
-                    e = int(self.owners[v])
-                    best[e] = max(best.get(e, -1.0), float(s))
-            out.append(sorted(best.items(), key=lambda kv: -kv[1])[:top_k])
+        for rank, score in zip(ranks, scores):
+            idx = np.argpartition(-rank, top_k - 1)[:top_k]
+            idx = idx[np.argsort(-rank[idx], kind="stable")]
+            out.append([(int(i), float(score[i])) for i in idx])
         return out
+
+    def _search_ann(self, text: str, query: np.ndarray, top_k: int) -> list[tuple[int, float]]:
+        # ranked as in the exact search, among the entries of the nearest views and BM25's best
+        wanted = min(len(self.owners), max(64, top_k * 16))
+        _, ids = self.ann.search(np.ascontiguousarray(query[None], dtype=np.float32), wanted)
+        lexical = self.lexical.scores([text])[0]
+        near = np.argpartition(-lexical, min(wanted, len(self.entries)) - 1)[:wanted]
+        candidates = np.union1d(self.owners[ids[0][ids[0] >= 0]], near)
+        rank = (self.vectors[self.qa_rows[candidates]] @ query
+                + self.lexical_weight * lexical[candidates] / self.lexical.scale)
+        starts, ends = self.starts, np.r_[self.starts[1:], len(self.owners)]
+        return [(int(e), float(np.max(self.vectors[starts[e]:ends[e]] @ query)))
+                for e in candidates[np.argsort(-rank, kind="stable")[:top_k]]]
 
 
 @functools.lru_cache(maxsize=8)
@@ -193,8 +265,10 @@ def load_index(folder: str) -> FaqIndex:
         import faiss
 
         ann = faiss.read_index(str(path / "views.faiss"))
+    # versions built before the hybrid rank have no "retrieval" entry: they are ranked the same way
+    weight = meta.get("retrieval", {}).get("lexical_weight", LEXICAL_WEIGHT)
     return FaqIndex(entries, np.load(path / "vectors.npy"), np.load(path / "owners.npy"),
-                    np.load(path / "kinds.npy"), meta, ann)
+                    np.load(path / "kinds.npy"), meta, ann, lexical_weight=weight)
 
 
 def _build_ann(vectors: np.ndarray, path: Path) -> None:
@@ -212,9 +286,9 @@ def probe_questions() -> list[str]:
             if ln.strip() and not ln.startswith("#")]
 
 
-def calibrate(index: FaqIndex, probe_vectors: np.ndarray, settings: Settings) -> dict:
+def calibrate(index: FaqIndex, probes: list[str], probe_vectors: np.ndarray, settings: Settings) -> dict:
     """The threshold from the KB's own scores for off-topic questions (see the module docstring)."""
-    best = np.array([hits[0][1] for hits in index.search(probe_vectors, 1)])
+    best = np.array([hits[0][1] for hits in index.search(probes, probe_vectors, 1)])
     at_quantile = float(np.quantile(best, settings.faq_threshold_quantile))
     return {"method": "offtopic-probes", "threshold": round(max(settings.faq_threshold_floor, at_quantile), 4),
             "probes": int(len(best)), "quantile": settings.faq_threshold_quantile,
@@ -239,7 +313,8 @@ def build_kb(data: str | Path | list[dict], name: str, *, question_col: str | No
     index = FaqIndex(entries, vectors, owners, kinds, {})
     if len(entries) > settings.faq_exact_max_entries:
         _build_ann(vectors, build / "views.faiss")
-    calibration = (calibrate(index, embed_texts(probe_questions(), settings), settings) if threshold is None
+    probes = probe_questions()
+    calibration = (calibrate(index, probes, embed_texts(probes, settings), settings) if threshold is None
                    else {"method": "given", "threshold": threshold})
     with (build / "entries.jsonl").open("w", encoding="utf-8") as fh:
         for e in entries:
@@ -250,6 +325,9 @@ def build_kb(data: str | Path | list[dict], name: str, *, question_col: str | No
     meta = {"entries": len(entries), "views": len(texts), "embedding_model": settings.embedding_model,
             "dimensions": int(vectors.shape[1]), "threshold": calibration["threshold"],
             "calibration": calibration, "search": "hnsw" if (build / "views.faiss").exists() else "exact",
+            "retrieval": {"rank": "cosine(question+answer) + lexical_weight × BM25(question+answer) / lexical_scale",
+                          "lexical_weight": LEXICAL_WEIGHT, "lexical_scale": round(index.lexical.scale, 4),
+                          "score": "best view cosine"},
             "source": str(data) if not isinstance(data, list) else "entries"}
     row = store.register(KIND, name, build, meta, data_sha256=sha)
     return {"name": row.name, "version": row.version, "stage": row.stage, **meta, "data_sha256": sha,
@@ -276,7 +354,8 @@ def ask(kb: str, question: str, top_k: int = 3, *, settings: Settings | None = N
     by `models` (default: this process's own) with the model the knowledge base was built with.
 
     {"answers": [{"id", "question", "answer", "score"}], "confident": bool, "kb", "version",
-    "threshold"}; when not confident, "answers" is empty and "suggestions" holds the candidates.
+    "threshold"}: answers in hybrid rank order, each scored by its best view cosine; confident when the
+    first one's score reaches the threshold, else "answers" is empty and "suggestions" holds the candidates.
     """
     question = check_question(question, top_k)
     settings = settings or get_settings()
@@ -284,7 +363,7 @@ def ask(kb: str, question: str, top_k: int = 3, *, settings: Settings | None = N
     row = store.get(KIND, kb)
     index = load_index(str(store.path(row)))
     query = embed_texts([question], settings, index.meta["embedding_model"], models=models)
-    hits = index.search(query, top_k)[0]
+    hits = index.search([question], query, top_k)[0]
     threshold = float(index.meta["threshold"])
     found = [{"id": index.entries[i]["id"], "question": index.entries[i]["question"],
               "answer": index.entries[i]["answer"], "score": round(score, 4)} for i, score in hits]
