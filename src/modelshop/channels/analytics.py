@@ -9,8 +9,12 @@ of customers or usage events. Definitions, for a month M and a channel:
                   key, made a first call, paid a first invoice (the funnel)
     paying        customers of the channel with a non-void invoice for M of more than zero
     new_paying    of those, customers whose first such invoice is M's
-    revenue       invoiced for M, before prepaid credits (as billing's revenue report)
+    revenue       invoiced for M, before prepaid credits (as billing's revenue report): request and
+                  token charges alike, less a reseller's wholesale discount
     serving_cost  compute time and tokens of the channel's calls in M at `serving_cost_*` rates
+    upstream_cost what the providers of resold models charge for the input and output tokens of the
+                  channel's calls in M (`upstream_rates`, as billing's revenue report; none given: 0)
+    gross_margin  revenue − serving_cost − upstream_cost
     cost          the channel's costs entered for M plus its commissions for M's invoices
     cac           cost ÷ new_paying            arpa     revenue ÷ paying
     churn         customers paying in a month and not in the next, over the 3 months to M
@@ -32,7 +36,7 @@ from sqlalchemy.orm import Session
 
 from modelshop.billing.money import check_currency, fmt, from_minor, to_minor
 from modelshop.billing.periods import parse_period
-from modelshop.billing.revenue import serving_cost
+from modelshop.billing.revenue import UpstreamRates, serving_cost, upstream_cost
 from modelshop.billing.tables import ApiKey, Customer, Invoice, UsageCounter, UsageEvent
 from modelshop.channels import csvsafe
 from modelshop.channels.tables import Attribution, Channel, Commission, Cost, Partner, Touch, Visit
@@ -43,8 +47,8 @@ from modelshop.settings import Settings
 CHURN_MONTHS = 3
 RATIO = Decimal("0.01")
 REPORT_COLUMNS = ("code", "name", "kind", "partner", "visits", "signups", "keys", "first_calls", "first_paid",
-                  "paying", "new_paying", "revenue", "serving_cost", "gross_margin", "margin_percent", "ad_spend",
-                  "marketing_cost", "commissions", "cost", "cac", "arpa", "churn", "ltv", "ltv_cac",
+                  "paying", "new_paying", "revenue", "serving_cost", "upstream_cost", "gross_margin", "margin_percent",
+                  "ad_spend", "marketing_cost", "commissions", "cost", "cac", "arpa", "churn", "ltv", "ltv_cac",
                   "payback_months", "roi", "roas", "currency")
 
 
@@ -101,20 +105,28 @@ def _churn(s: Session, period: str, currency: str) -> dict[int, tuple]:
                        .group_by(Attribution.channel_id))
 
 
-def _serving(s: Session, settings: Settings, start: dt.datetime, end: dt.datetime) -> dict[int, int]:
+def _costs(s: Session, settings: Settings, rates: UpstreamRates, start: dt.datetime,
+           end: dt.datetime) -> dict[int, tuple[int, int]]:
+    """Per channel: (serving cost, upstream cost) of its customers' calls in [start, end), each rounded once."""
     # summed per customer and model first, so the join touches one row per customer, not per call
     per_customer = (select(UsageEvent.customer_id, UsageEvent.model, func.sum(UsageEvent.compute_us).label("us"),
-                           func.sum(UsageEvent.tokens).label("tokens"))
+                           func.sum(UsageEvent.tokens).label("tokens"),
+                           func.sum(UsageEvent.input_tokens).label("input"),
+                           func.sum(UsageEvent.output_tokens).label("output"))
                     .where(UsageEvent.occurred_at >= start, UsageEvent.occurred_at < end)
                     .group_by(UsageEvent.customer_id, UsageEvent.model).subquery())
     rows = s.execute(select(Attribution.channel_id, per_customer.c.model, func.sum(per_customer.c.us),
-                            func.sum(per_customer.c.tokens))
+                            func.sum(per_customer.c.tokens), func.sum(per_customer.c.input),
+                            func.sum(per_customer.c.output))
                      .join(per_customer, per_customer.c.customer_id == Attribution.customer_id)
                      .group_by(Attribution.channel_id, per_customer.c.model))
-    exact: dict[int, Decimal] = defaultdict(Decimal)
-    for channel_id, model, us, tokens in rows:  # one row per channel and model
-        exact[channel_id] += serving_cost(settings, model, int(us or 0), int(tokens or 0))
-    return {c: to_minor(v, settings.serving_cost_currency) for c, v in exact.items()}
+    serving: dict[int, Decimal] = defaultdict(Decimal)
+    upstream: dict[int, Decimal] = defaultdict(Decimal)
+    for channel_id, model, us, tokens, inp, out in rows:  # one row per channel and model
+        serving[channel_id] += serving_cost(settings, model, int(us or 0), int(tokens or 0))
+        upstream[channel_id] += upstream_cost(rates, model, int(inp or 0), int(out or 0))
+    cur = settings.serving_cost_currency
+    return {c: (to_minor(serving[c], cur), to_minor(upstream[c], cur)) for c in serving}
 
 
 def _ratio(a, b, places: Decimal = RATIO) -> str | None:
@@ -123,8 +135,9 @@ def _ratio(a, b, places: Decimal = RATIO) -> str | None:
     return str((Decimal(a) / Decimal(b)).quantize(places))
 
 
-def report(db: Database, settings: Settings, period: str) -> list[dict]:
-    """One row per channel for the month `period` (YYYY-MM); see the module docstring."""
+def report(db: Database, settings: Settings, period: str, *, upstream_rates: UpstreamRates | None = None) -> list[dict]:
+    """One row per channel for the month `period` (YYYY-MM); see the module docstring. `upstream_rates`:
+    model → (input, output) cost per million tokens of the resold models (`llm.upstream.upstream_costs`)."""
     start, end, _ = parse_period(shift(period, 0))
     cur = check_currency(settings.channels_currency, "MODELSHOP_CHANNELS_CURRENCY")
     with db.session() as s:
@@ -157,7 +170,8 @@ def report(db: Database, settings: Settings, period: str) -> list[dict]:
                                   .join(Attribution, Attribution.customer_id == Commission.customer_id)
                                   .where(Commission.period == period, Commission.currency == cur)
                                   .group_by(Attribution.channel_id))
-        serving = _serving(s, settings, start, end) if settings.serving_cost_currency == cur else None
+        costs_of_calls = _costs(s, settings, upstream_rates or {}, start, end) \
+            if settings.serving_cost_currency == cur else None
     rows = []
     for channel, partner in channels:
         signups, keys, calls, paid = funnel.get(channel.id, (0, 0, 0, 0))
@@ -169,7 +183,8 @@ def report(db: Database, settings: Settings, period: str) -> list[dict]:
             "visits": direct_visits if channel.code == "direct" else visits.get(channel.id, (0,))[0],
             "signups": signups, "keys": keys, "first_calls": calls, "first_paid": paid, "paying": paying,
             "new_paying": new_paying.get(channel.id, (0,))[0], "revenue": rev,
-            "serving_cost": None if serving is None else serving.get(channel.id, 0),
+            "serving_cost": None if costs_of_calls is None else costs_of_calls.get(channel.id, (0, 0))[0],
+            "upstream_cost": None if costs_of_calls is None else costs_of_calls.get(channel.id, (0, 0))[1],
             "ad_spend": costs.get(channel.id, {}).get("ad_spend", 0), "marketing": marketing,
             "commissions": commission, "churn_base": base, "retained": retained}))
     return rows
@@ -177,8 +192,8 @@ def report(db: Database, settings: Settings, period: str) -> list[dict]:
 
 def _figures(channel: Channel, partner: str | None, cur: str, settings: Settings, n: dict) -> dict:
     money = lambda minor: None if minor is None else fmt(minor, cur)  # noqa: E731
-    revenue, serving = n["revenue"], n["serving_cost"]
-    margin = None if serving is None else revenue - serving
+    revenue, serving, upstream = n["revenue"], n["serving_cost"], n["upstream_cost"]
+    margin = None if serving is None else revenue - serving - upstream
     margin_rate = None if margin is None or not revenue else Decimal(margin) / revenue
     cost = n["marketing"] + n["commissions"]
     cac = from_minor(cost, cur) / n["new_paying"] if n["new_paying"] else None
@@ -191,7 +206,8 @@ def _figures(channel: Channel, partner: str | None, cur: str, settings: Settings
     return {"code": channel.code, "name": channel.name, "kind": channel.kind, "partner": partner,
             "visits": n["visits"], "signups": n["signups"], "keys": n["keys"], "first_calls": n["first_calls"],
             "first_paid": n["first_paid"], "paying": n["paying"], "new_paying": n["new_paying"],
-            "revenue": money(revenue), "serving_cost": money(serving), "gross_margin": money(margin),
+            "revenue": money(revenue), "serving_cost": money(serving), "upstream_cost": money(upstream),
+            "gross_margin": money(margin),
             "margin_percent": None if margin_rate is None else str((margin_rate * 100).quantize(Decimal("0.1"))),
             "ad_spend": money(n["ad_spend"]), "marketing_cost": money(n["marketing"]),
             "commissions": money(n["commissions"]), "cost": money(cost),

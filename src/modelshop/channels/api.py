@@ -152,8 +152,11 @@ def import_costs(who: Admin, db: Db, conf: Conf, body: Annotated[str, Body(media
 
 @admin_router.get("/channels/report", response_model=None)
 def get_report(_: Admin, db: Db, conf: Conf, period: str | None = None, format: str = "json"):
+    from modelshop.llm.upstream import upstream_costs
+    from modelshop.registry import Registry
+
     period = period or period_of(utcnow(), "month")
-    rows = analytics.report(db, conf, period)
+    rows = analytics.report(db, conf, period, upstream_rates=upstream_costs(Registry.from_settings(conf)))
     if format == "csv":
         return _csv(analytics.report_csv(rows), f"channels-{period}.csv")
     return rows

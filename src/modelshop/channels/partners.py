@@ -159,19 +159,22 @@ def customer(db: Database, partner_id: int, customer_id: int) -> dict:
     return rows[0]
 
 
+USAGE_METRICS = ("requests", "tokens", "characters", "input_tokens", "output_tokens")
+
+
 def usage(db: Database, partner_id: int, period: str | None = None) -> dict:
-    """Units per referred customer over a month (default: this one), from billing's counters."""
+    """Units per referred customer over a month (default: this one), from billing's counters: requests,
+    tokens, characters, and a generative model's input and output tokens."""
     period = period or period_of(utcnow(), "month")
     _, _, kind = parse_period(period)
     months = [period] if kind == "month" else [f"{period}-{m:02d}" for m in range(1, 13)]
-    q = _mine(select(Customer.id, Customer.name, func.sum(UsageCounter.requests), func.sum(UsageCounter.tokens),
-                     func.sum(UsageCounter.characters))
+    q = _mine(select(Customer.id, Customer.name, *(func.sum(getattr(UsageCounter, m)) for m in USAGE_METRICS))
               .join(UsageCounter, UsageCounter.customer_id == Customer.id), partner_id) \
         .where(UsageCounter.month.in_(months)).group_by(Customer.id, Customer.name).order_by(Customer.id)
     with db.session() as s:
-        rows = [{"customer_id": c, "customer": n, "requests": int(r or 0), "tokens": int(t or 0),
-                 "characters": int(ch or 0)} for c, n, r, t, ch in s.execute(q)]
-    totals = {m: sum(r[m] for r in rows) for m in ("requests", "tokens", "characters")}
+        rows = [{"customer_id": c, "customer": n, **{m: int(v or 0) for m, v in zip(USAGE_METRICS, sums, strict=True)}}
+                for c, n, *sums in s.execute(q)]
+    totals = {m: sum(r[m] for r in rows) for m in USAGE_METRICS}
     return {"period": period, "totals": totals, "customers": rows}
 
 

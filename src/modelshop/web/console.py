@@ -23,11 +23,13 @@ from fastapi.responses import PlainTextResponse, RedirectResponse, Response
 from modelshop.billing import invoices as billing_invoices
 from modelshop.billing import keys as billing_keys
 from modelshop.billing import queries as billing_queries
+from modelshop.billing import revenue as billing_revenue
 from modelshop.billing.periods import parse_period, period_of
 from modelshop.channels import analytics, attribution, channels, commissions, partners
 from modelshop.channels import queries as channel_queries
 from modelshop.db import utcnow
 from modelshop.errors import Forbidden, ModelshopError, Unauthorized
+from modelshop.llm.upstream import upstream_costs
 from modelshop.serve.deps import app_state
 from modelshop.web import charts, sessions
 from modelshop.web.deps import database, form, render, same_token, secure_console_cookie, set_cookie, settings
@@ -246,6 +248,26 @@ async def usage_page(request: Request):
     return await page(request, "console_usage.html", data=data)
 
 
+@router.get("/revenue")
+async def revenue_page(request: Request):
+    """Revenue, upstream cost, serving cost and margin of a period per model and customer (upstream costs at
+    the registered upstream models' prices), with a warning for each model sold below its cost."""
+    db, conf, period, registry = database(request), settings(request), _period(request), registry_of(request)
+
+    def data():
+        r = billing_revenue.revenue(db, period, conf, upstream_rates=upstream_costs(registry))
+        rows = [row for row in r["by_model"] if row["model"] != billing_revenue.NO_USAGE]
+        currencies = {row["currency"] for row in rows}
+        chart = charts.grouped([row["model"] for row in rows], {
+            "revenue": [row["revenue"] for row in rows], "upstream cost": [row["upstream_cost"] for row in rows],
+            "serving cost": [row["serving_cost"] for row in rows], "margin": [row["margin"] for row in rows]},
+            f"revenue and costs per model, {period}", currencies.pop() if len(currencies) == 1 else "") \
+            if rows else None
+        return {**r, "chart": chart}
+
+    return await page(request, "console_revenue.html", data=data)
+
+
 @router.get("/invoices")
 async def invoices_page(request: Request):
     db = database(request)
@@ -253,12 +275,18 @@ async def invoices_page(request: Request):
                       invoices=lambda: billing_invoices.list_invoices(db)[-PAGE:][::-1])
 
 
+def _channel_report(request: Request, period: str) -> list[dict]:
+    """The channel report of `period`, with the upstream costs of the registered upstream models."""
+    return analytics.report(database(request), settings(request), period,
+                            upstream_rates=upstream_costs(registry_of(request)))
+
+
 @router.get("/channels")
 async def channels_page(request: Request):
     db, conf, period = database(request), settings(request), _period(request)
 
     def data():
-        rows = analytics.report(db, conf, period)
+        rows = _channel_report(request, period)
         codes = [r["code"] for r in rows]
         return {"rows": rows, "period": period,
                 "funnel": charts.grouped(codes, {k: [r[k] for r in rows] for k in ("visits", "signups", "paying")},
@@ -275,21 +303,21 @@ async def channels_page(request: Request):
 @router.get("/channels/report.csv")
 async def report_csv(request: Request):
     """The channel report (admin only: every channel's revenue, costs and margins)."""
-    db, conf, period = database(request), settings(request), _period(request)
+    period = _period(request)
     user = await guard(request, "admin")
     if isinstance(user, Response):
         return user
-    text = await run_in_threadpool(lambda: analytics.report_csv(analytics.report(db, conf, period)))
+    text = await run_in_threadpool(lambda: analytics.report_csv(_channel_report(request, period)))
     return _csv(text, f"channels-{period}.csv")
 
 
 @router.get("/channels/{code}")
 async def channel_page(request: Request, code: str):
-    db, conf, period = database(request), settings(request), _period(request)
+    db, period = database(request), _period(request)
 
     def data():
         ch = channel_queries.get_channel(db, code)
-        row = next(r for r in analytics.report(db, conf, period) if r["code"] == ch["code"])
+        row = next(r for r in _channel_report(request, period) if r["code"] == ch["code"])
         stages = [(k, row[k]) for k in ("visits", "signups", "keys", "first_calls", "first_paid")]
         co = analytics.cohorts(db, period, months=12, channel_id=ch["id"])
         return {"channel": ch, "row": row, "period": period, "cohorts": co,
