@@ -121,7 +121,12 @@ def channels_report(period: str = typer.Option(None, "--period", help="YYYY-MM (
     """Funnel, revenue, margin, CAC, LTV, ROI and ROAS per channel for a month."""
     from modelshop.channels.analytics import report, report_csv
 
-    rows = report(_db(), _settings(), period or _this_month())
+    from modelshop.llm.upstream import upstream_costs
+    from modelshop.registry import Registry
+
+    settings = _settings()
+    rows = report(_db(), settings, period or _this_month(),
+                  upstream_rates=upstream_costs(Registry.from_settings(settings)))
     if json_out:
         emit_json(rows)
     elif csv_out:
