@@ -120,7 +120,6 @@ def channels_report(period: str = typer.Option(None, "--period", help="YYYY-MM (
                     csv_out: bool = typer.Option(False, "--csv", help="print CSV"), json_out: bool = JSON):
     """Funnel, revenue, margin, CAC, LTV, ROI and ROAS per channel for a month."""
     from modelshop.channels.analytics import report, report_csv
-
     from modelshop.llm.upstream import upstream_costs
     from modelshop.registry import Registry
 
