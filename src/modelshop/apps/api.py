@@ -7,6 +7,9 @@ admitted before the work, recorded before the reply) under the model names `faq.
 `recommend.<name>`, so a key scoped to models can be scoped to apps too. Their tokens are counted by
 the model the call runs, as that model reads them: the bot's intent model for a message, the
 knowledge base's embedding model for a question, the recommender's for a cold-start user's `q`.
+A bot with a generative model also meters its reply's `input_tokens` and `output_tokens` (its prompt
+as the model read it, what it wrote), still under `bot.<bot>`, to the caller: its admission holds the
+bot's prompt budget and reply length against quotas and wallets, its record is what was generated.
 The app functions run on the server's `PooledModels` (`ModelsDep`): their model calls take the
 batchers and worker processes of /predict and /v1/embeddings, on the models the server holds.
 Tickets, the labelling queue and datasets are for operators (the admin key). Errors are the
@@ -86,8 +89,11 @@ class MessageResponse(BaseModel):
     handoff: bool = Field(description="a person takes over; their answer appears in GET .../sessions/{session_id}")
     ticket_id: int | None = None
     turn_id: int = Field(description="rate this reply with POST .../turns/{turn_id}/rating")
-    source: str = Field(description="faq | intent | handoff | fallback | waiting")
+    source: str = Field(description="faq | llm | intent | handoff | fallback | waiting")
     faq: dict | None = None
+    citations: list[str] | None = Field(None, description="llm: ids of the FAQ answers the reply cites")
+    llm: dict | None = Field(None, description="the generative model that answered: model, prompt_tokens, "
+                             "completion_tokens, finish_reason, estimated, given (ids of the answers it read)")
 
 
 class RatingRequest(BaseModel):
@@ -113,25 +119,34 @@ def _outcome(units: Units, started: float) -> Outcome:
                    tokenize_s=0.0, truncated=0)
 
 
+def _counted(tokens: Callable[[], Awaitable[int]] | None, text: str) -> Callable[[], Awaitable[Units]]:
+    """The units of an app call whose model reads `tokens()` tokens of `text`."""
+    async def units() -> Units:
+        return Units(requests=1, tokens=await tokens() if tokens else 0, characters=len(text))
+    return units
+
+
 async def _metered(request: Request, caller: Caller, models: PooledModels, meter_as: str, text: str,
-                   tokens: Callable[[], Awaitable[int]] | None, work: Callable[[], tuple[dict, str]]):
-    """claim → count the tokens the model will read → admit → the app's work (on an app thread, its model calls
-    on the server's batchers) → record → reply: the model routes' path, for an app call."""
+                   units: Callable[[], Awaitable[Units]], work: Callable[[], tuple[dict, str]],
+                   used: Callable[[dict, Units], tuple[Units, dict]] | None = None):
+    """claim → count the units the call may use → admit → the app's work (on an app thread, its model calls
+    on the server's batchers) → record what it used (`used(payload, admitted)`, default: the units admitted)
+    → reply: the model routes' path, for an app call."""
     async with metered(request, caller) as m:
         if m.replay is not None:
             return m.replay
         missing = None
         try:
-            n = await tokens() if tokens else 0
+            admitted = await units()
         except NotFound as e:  # answered once admitted: a key outside its scope gets 403, and learns nothing
-            n, missing = 0, e
-        units = Units(requests=1, tokens=n, characters=len(text))
-        await m.admit(meter_as, units)
+            admitted, missing = Units(requests=1, tokens=0, characters=len(text)), e
+        await m.admit(meter_as, admitted)
         if missing is not None:
             raise missing
         started = time.perf_counter()
         payload, ref = await models.run(work)
-        return await m.reply(ref, payload, _outcome(units, started))
+        spent, extra = used(payload, admitted) if used else (admitted, {})
+        return await m.reply(ref, payload, _outcome(spent, started), extra=extra)
 
 
 @router.post("/faq/{kb}/ask", response_model=AskResponse, responses=ERRORS)
@@ -146,7 +161,8 @@ async def faq_ask(kb: str, body: AskRequest, request: Request, caller: CallerDep
         return out, f"faq.{out['kb']}:{out['version']}"
 
     count = functools.partial(models.acount_tokens, [question], row.meta.get("embedding_model"), task="embed")
-    return await _metered(request, caller, models, f"faq.{kb.partition(':')[0]}", question, count, work)
+    return await _metered(request, caller, models, f"faq.{kb.partition(':')[0]}", question,
+                          _counted(count, question), work)
 
 
 @router.post("/support/{bot}/message", response_model=MessageResponse, responses=ERRORS)
@@ -156,16 +172,30 @@ async def support_message(bot: str, body: MessageRequest, request: Request, call
     customer = caller.principal.customer_id
     text = support.check_text(body.text, settings)
 
-    async def count() -> int:  # by the bot's intent model, which reads every message
+    async def units() -> Units:
+        """The intent model reads every message; a generated reply may take the bot's prompt budget and reply
+        length on top (held until the real usage is recorded)."""
         config = await asyncio.to_thread(support.get_bot, bot, settings=settings)
-        return await models.acount_tokens([text], config["intent_model"])
+        n = await models.acount_tokens([text], config["intent_model"])
+        prompt, reply = support.generation_reserve(config)
+        return Units(requests=1, tokens=n + prompt + reply, characters=len(text), input_tokens=prompt,
+                     output_tokens=reply)
 
     def work():
         out = support.handle_message(bot, body.text, body.session_id, customer_id=customer, settings=settings,
                                      models=models)
         return out, f"bot.{bot}"
 
-    return await _metered(request, caller, models, f"bot.{bot}", text, count, work)
+    def used(out: dict, admitted: Units) -> tuple[Units, dict]:
+        """What the reply used: the intent model's tokens, and what the generative model read and wrote."""
+        g = out.get("llm") or {}
+        read, wrote = g.get("prompt_tokens", 0), g.get("completion_tokens", 0)
+        intent = admitted.tokens - admitted.input_tokens - admitted.output_tokens
+        units = Units(requests=1, tokens=intent + read + wrote, characters=admitted.characters, input_tokens=read,
+                      output_tokens=wrote)
+        return units, {"estimated": True} if g.get("estimated") else {}
+
+    return await _metered(request, caller, models, f"bot.{bot}", text, units, work, used)
 
 
 @router.post("/support/{bot}/turns/{turn_id}/rating", responses=ERRORS)
@@ -228,7 +258,7 @@ async def recommend_items(user: str, request: Request, caller: CallerDep, models
     count = None  # a known user's history ranks the items: no model reads q
     if embeds:
         count = functools.partial(models.acount_tokens, [q], row.meta.get("embedding_model"), task="embed")
-    return await _metered(request, caller, models, f"recommend.{row.name}", q or "", count, work)
+    return await _metered(request, caller, models, f"recommend.{row.name}", q or "", _counted(count, q or ""), work)
 
 
 @router.get("/labels", responses=ERRORS)

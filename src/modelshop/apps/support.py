@@ -4,16 +4,18 @@ One message, in this order:
     1. the session is with a person (open ticket)  → "a person will answer here", nothing else
     2. the user asks for a person (a configured phrase, English or Chinese)       → hand-off
     3. the intent is a hand-off intent (complaint, human_agent; configurable), confidently → hand-off
-    4. the knowledge base answers confidently                                     → the FAQ answer
+    4. the knowledge base answers confidently                                     → the FAQ answer, or with
+       a generative model (`llm`), a reply it composes from the top answers, citing their ids (`compose`)
     5. the intent is confident and has a reply                                    → the intent's reply
     6. otherwise an unsure reply; after `max_unsure_turns` of them in a row       → hand-off
+The generative model writes only at step 4: a person and the rules win everywhere else, as without it.
 A message whose intent confidence is below `min_confidence` also goes to the labelling queue, and
 so does one whose reply is rated down. A hand-off opens a ticket that a person answers
 (`reply_ticket`); the answer shows in the session and the bot takes over again.
 
-The intent model and the knowledge base's embedding model are reached through `models` (a
-`Models`): inside the server its `PooledModels` (the served versions, batched with /predict),
-elsewhere `DirectModels`, the default.
+The intent model, the knowledge base's embedding model and the generative model are reached through
+`models` (a `Models`): inside the server its `PooledModels` (the served versions, batched with
+/predict and /v1/chat/completions), elsewhere `DirectModels`, the default.
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ import uuid
 
 from sqlalchemy import select
 
-from modelshop.apps import faq
+from modelshop.apps import compose, faq
 from modelshop.apps.artifacts import check_name
 from modelshop.apps.feedback import enqueue
 from modelshop.apps.tables import Bot, ChatSession, Ticket, Turn
@@ -43,12 +45,13 @@ RATINGS = {"up": 5, "down": 1}
 def create_bot(name: str, intent_model: str, kb: str | None = None, *, dataset: str | None = None,
                min_confidence: float | None = None, handoff_intents: list[str] | None = None,
                handoff_phrases: list[str] | None = None, replies: dict[str, str] | None = None,
-               max_unsure_turns: int | None = None, storefront: bool = False, replace: bool = False,
-               settings: Settings | None = None) -> dict:
+               max_unsure_turns: int | None = None, storefront: bool = False, llm: str | None = None,
+               llm_max_tokens: int | None = None, replace: bool = False, settings: Settings | None = None) -> dict:
     """Create (or with `replace`, reconfigure) bot `name`; the model and knowledge base must exist.
 
     `storefront` makes it the public bot of the storefront's chat widget (anonymous visitors, the
-    storefront's own rate limits); the newest such bot wins when several are marked.
+    storefront's own rate limits); the newest such bot wins when several are marked. `llm` names a
+    generative model (local or upstream) that composes its FAQ replies, at most `llm_max_tokens` long.
     """
     from modelshop.apps.artifacts import ArtifactStore
     from modelshop.registry import Registry
@@ -58,6 +61,11 @@ def create_bot(name: str, intent_model: str, kb: str | None = None, *, dataset: 
     model = Registry.from_settings(settings).get(intent_model)     # NotFound with "did you mean"
     if kb is not None:
         ArtifactStore.from_settings(settings).get(faq.KIND, kb)
+    if llm_max_tokens is not None and not llm:
+        raise ValidationError("llm_max_tokens needs a generative model: pass llm (--llm NAME) too")
+    if llm and kb is None:
+        raise ValidationError("a generative model composes replies from the knowledge base's answers: pass kb "
+                              "(--kb KB) too")
     min_confidence = settings.support_min_confidence if min_confidence is None else min_confidence
     if not 0 <= min_confidence <= 1:
         raise ValidationError(f"min_confidence must be between 0 and 1, got {min_confidence}")
@@ -71,7 +79,7 @@ def create_bot(name: str, intent_model: str, kb: str | None = None, *, dataset: 
                                       else handoff_phrases),
               "replies": dict(replies or {}),
               "max_unsure_turns": max_unsure_turns or settings.support_max_unsure_turns,
-              "storefront": bool(storefront)}
+              "storefront": bool(storefront), **(_llm_config(llm, llm_max_tokens, settings) if llm else {})}
     db = get_database(settings)
     with db.session() as s:
         bot = s.scalar(select(Bot).where(Bot.name == name))
@@ -80,15 +88,62 @@ def create_bot(name: str, intent_model: str, kb: str | None = None, *, dataset: 
         if bot is None:
             bot = Bot(name=name, created_at=utcnow())
             s.add(bot)
-        bot.intent_model, bot.kb, bot.dataset = intent_model, kb, dataset or name
+        bot.intent_model, bot.kb, bot.dataset, bot.llm = intent_model, kb, dataset or name, llm or None
         bot.config, bot.updated_at = config, utcnow()
         s.flush()
         return bot_dict(bot)
 
 
+def set_llm(name: str, llm: str | None, *, max_tokens: int | None = None, settings: Settings | None = None) -> dict:
+    """Bot `name` composes its FAQ replies with generative model `llm` from now on; None: the FAQ's answers
+    verbatim again (every other setting of the bot is kept)."""
+    settings = settings or get_settings()
+    if llm is None and max_tokens is not None:
+        raise ValidationError("max_tokens needs a generative model; name one, or leave max_tokens out to unset it")
+    extra = _llm_config(llm, max_tokens, settings) if llm else {}
+    with get_database(settings).session() as s:
+        bot = _bot(s, name)
+        if llm and not bot.kb:
+            raise ValidationError(f'bot "{name}" has no knowledge base for the model to answer from; '
+                                  "recreate it with --kb KB --replace")
+        config = {k: v for k, v in bot.config.items() if not k.startswith("llm_")}
+        bot.llm, bot.config, bot.updated_at = llm, {**config, **extra}, utcnow()
+        return bot_dict(bot)
+
+
+def _llm_config(llm: str, max_tokens: int | None, settings: Settings) -> dict:
+    """The bot's settings for generative model `llm`, which must be registered and hold a chat: its prompt
+    budget and reply length (from the model's context length), the answers it is given."""
+    from modelshop.llm.registry import is_llm
+    from modelshop.registry import Registry
+
+    registry = Registry.from_settings(settings)
+    row = registry.get(llm)  # NotFound with "did you mean"
+    if not is_llm(row):
+        raise ValidationError(f'"{row.ref}" is a classifier, not a generative model; `modelshop llm list` shows '
+                              "the generative ones")
+    try:
+        meta = registry.meta(row)
+    except (OSError, ValueError):
+        meta = {}
+    if row.family != "upstream" and meta.get("has_chat_template") is False:
+        raise ValidationError(f'generative model "{row.name}" has no chat template; the bot talks to it as a '
+                              "chat: register an instruct (chat) model")
+    prompt_tokens, max_tokens = compose.budgets(meta.get("context_length"), max_tokens)
+    return {"llm_prompt_tokens": prompt_tokens, "llm_max_tokens": max_tokens, "llm_top_k": compose.TOP_K}
+
+
+def generation_reserve(config: dict) -> tuple[int, int]:
+    """(input, output) tokens a message to a bot of `config` (`get_bot`) may spend on a generated reply, at
+    most: what its meter holds against quotas and wallets until the real usage is known."""
+    if not config.get("llm"):
+        return 0, 0
+    return int(config["llm_prompt_tokens"]), int(config["llm_max_tokens"])
+
+
 def bot_dict(bot: Bot) -> dict:
     return {"name": bot.name, "intent_model": bot.intent_model, "kb": bot.kb, "dataset": bot.dataset,
-            **bot.config}
+            "llm": bot.llm, **bot.config}
 
 
 def list_bots(settings: Settings | None = None) -> list[dict]:
@@ -133,7 +188,8 @@ def classify(models: Models, intent_model: str, text: str) -> tuple[str, float, 
 
 def handle_message(bot_name: str, text: str, session_id: str | None = None, *, customer_id: int | None = None,
                    anonymous: bool = False, settings: Settings | None = None, models: Models | None = None) -> dict:
-    """Answer one message: {session_id, reply, intent, confidence, handoff, ticket_id?, turn_id, source}."""
+    """Answer one message: {session_id, reply, intent, confidence, handoff, ticket_id?, turn_id, source}; a
+    reply composed by the bot's generative model (source "llm") adds citations and llm (model, tokens)."""
     settings = settings or get_settings()
     models = models or faq.direct_models(settings)
     text = check_text(text, settings)
@@ -145,9 +201,11 @@ def handle_message(bot_name: str, text: str, session_id: str | None = None, *, c
         recent = [t.source for t in s.scalars(select(Turn).where(Turn.session_id == session.id)
                                               .order_by(Turn.id.desc()).limit(10))] if session else []
         bot_id, intent_model, kb, dataset, cfg = bot.id, bot.intent_model, bot.kb, bot.dataset, dict(bot.config)
+        llm = bot.llm
     intent, confidence, labels = classify(models, intent_model, text)
     sure = confidence >= cfg["min_confidence"]
-    outcome = {"source": "fallback", "reply": FALLBACK, "handoff": False, "reason": None, "faq": None}
+    outcome = {"source": "fallback", "reply": FALLBACK, "handoff": False, "reason": None, "faq": None,
+               "composed": None}
     lowered = text.lower()
     if waiting:
         outcome.update(source="waiting", reply=WAITING, handoff=True)
@@ -156,9 +214,16 @@ def handle_message(bot_name: str, text: str, session_id: str | None = None, *, c
     elif sure and intent in cfg["handoff_intents"]:
         outcome.update(source="handoff", reply=HANDOFF, handoff=True, reason=f"intent:{intent}")
     else:
-        answer = faq.ask(kb, text, 1, settings=settings, models=models)["answers"] if kb else []
+        top_k = cfg["llm_top_k"] if llm else 1
+        answer = faq.ask(kb, text, top_k, settings=settings, models=models)["answers"] if kb else []
         if answer:
             outcome.update(source="faq", reply=answer[0]["answer"], faq=answer[0])
+            if llm:
+                composed = compose.compose(models, llm, text, answer, prompt_tokens=cfg["llm_prompt_tokens"],
+                                           max_tokens=cfg["llm_max_tokens"])
+                outcome["composed"] = composed
+                if composed is not None and composed.reply is not None:
+                    outcome.update(source="llm", reply=composed.reply)
         elif sure:
             outcome.update(source="intent", reply=cfg["replies"].get(intent) or INTENT_REPLY.format(
                 intent=intent.replace("_", " ")))
@@ -170,10 +235,13 @@ def handle_message(bot_name: str, text: str, session_id: str | None = None, *, c
             session = ChatSession(id=uuid.uuid4().hex, bot_id=bot_id, customer_id=customer_id, status="open",
                                   created_at=utcnow(), updated_at=utcnow())
             s.add(session)
-        hit = outcome["faq"]
+        hit, composed = outcome["faq"], outcome["composed"]
+        wrote = outcome["source"] == "llm"
         turn = Turn(session_id=session.id, text=text, reply=outcome["reply"], source=outcome["source"],
                     intent=intent, confidence=round(confidence, 6), faq_id=hit and hit["id"],
-                    faq_score=hit and hit["score"], handoff=outcome["handoff"], created_at=utcnow())
+                    faq_score=hit and hit["score"], handoff=outcome["handoff"], created_at=utcnow(),
+                    model=composed.generated.model_ref if wrote else None,
+                    citations=composed.citations if wrote else None)
         s.add(turn)
         s.flush()
         ticket_id = None
@@ -198,6 +266,13 @@ def handle_message(bot_name: str, text: str, session_id: str | None = None, *, c
             reply["ticket_id"] = ticket_id
         if hit:
             reply["faq"] = {"id": hit["id"], "question": hit["question"], "score": hit["score"]}
+        if wrote:
+            reply["citations"] = composed.citations
+        if composed is not None:   # what the generative model read and wrote: metered to the caller
+            g = composed.generated
+            reply["llm"] = {"model": g.model_ref, "prompt_tokens": g.prompt_tokens,
+                            "completion_tokens": g.completion_tokens, "finish_reason": g.finish_reason,
+                            "estimated": g.estimated, "given": composed.given}
         return reply
 
 
@@ -275,9 +350,10 @@ def get_session(bot_name: str, session_id: str, *, customer_id: int | None = Non
 def _transcript(s, session_id: str) -> list[dict]:
     messages = []
     for t in s.scalars(select(Turn).where(Turn.session_id == session_id).order_by(Turn.id)):
-        messages += [{"role": "user", "text": t.text, "turn_id": t.id, "at": t.created_at.isoformat()},
-                     {"role": "bot", "text": t.reply, "turn_id": t.id, "source": t.source,
-                      "at": t.created_at.isoformat()}]
+        said = {"role": "bot", "text": t.reply, "turn_id": t.id, "source": t.source, "at": t.created_at.isoformat()}
+        if t.citations is not None:
+            said["citations"] = t.citations
+        messages += [{"role": "user", "text": t.text, "turn_id": t.id, "at": t.created_at.isoformat()}, said]
     for k in s.scalars(select(Ticket).where(Ticket.session_id == session_id, Ticket.reply.is_not(None))):
         messages.append({"role": "agent", "text": k.reply, "ticket_id": k.id, "by": k.answered_by,
                          "at": k.answered_at.isoformat()})

@@ -46,6 +46,7 @@ class Bot(Base):
     name: Mapped[str] = mapped_column(String(100), unique=True)
     intent_model: Mapped[str] = mapped_column(String(200))   # NAME or NAME:VERSION in the model registry
     kb: Mapped[str | None] = mapped_column(String(100))      # knowledge base name (its production version)
+    llm: Mapped[str | None] = mapped_column(String(200))     # generative model composing its FAQ replies, or None
     dataset: Mapped[str] = mapped_column(String(100))        # where its labelled messages go
     config: Mapped[dict] = mapped_column(JSON, default=dict)  # thresholds, hand-off rules, replies
     created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
@@ -72,11 +73,13 @@ class Turn(Base):
     session_id: Mapped[str] = mapped_column(ForeignKey("apps_sessions.id"), index=True)
     text: Mapped[str] = mapped_column(Text)
     reply: Mapped[str] = mapped_column(Text)
-    source: Mapped[str] = mapped_column(String(20))           # faq | intent | handoff | fallback | waiting
+    source: Mapped[str] = mapped_column(String(20))           # faq | llm | intent | handoff | fallback | waiting
     intent: Mapped[str | None] = mapped_column(String(100))
     confidence: Mapped[float | None] = mapped_column(Float)
     faq_id: Mapped[str | None] = mapped_column(String(200))
     faq_score: Mapped[float | None] = mapped_column(Float)
+    model: Mapped[str | None] = mapped_column(String(200))    # llm: the NAME:VERSION that wrote the reply
+    citations: Mapped[list | None] = mapped_column(JSON)      # llm: the FAQ ids the reply cites
     handoff: Mapped[bool] = mapped_column(Boolean, default=False)
     rating: Mapped[int | None] = mapped_column(Integer)       # 1..5 (up = 5, down = 1)
     rated_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)

@@ -99,6 +99,10 @@ def bot_create(name: str = typer.Option(..., "--name", help="bot name"),
                handoff_intents: str = typer.Option(None, help="comma-separated intents that hand off to a person"),
                replies: Path = typer.Option(None, help="JSON or YAML file: intent → reply"),
                storefront: bool = typer.Option(False, help="make it the public bot of the storefront's chat widget"),
+               llm: str = typer.Option(None, "--llm", help="generative model (`modelshop llm list`) that composes "
+                                       "replies from the top FAQ answers, citing them [default: FAQ answers verbatim]"),
+               llm_max_tokens: int = typer.Option(None, "--llm-max-tokens",
+                                                  help="longest generated reply, in tokens [default: from the model]"),
                replace: bool = typer.Option(False, help="reconfigure an existing bot"), json_out: bool = JSON) -> None:
     """Create a bot from an intent model and a knowledge base."""
     from modelshop.apps.support import create_bot
@@ -106,12 +110,35 @@ def bot_create(name: str = typer.Option(..., "--name", help="bot name"),
     bot = create_bot(name, intent_model, kb, dataset=dataset, min_confidence=min_confidence,
                      handoff_intents=[i.strip() for i in handoff_intents.split(",") if i.strip()]
                      if handoff_intents is not None else None,
-                     replies=_read_mapping(replies) if replies else None, storefront=storefront, replace=replace)
+                     replies=_read_mapping(replies) if replies else None, storefront=storefront, llm=llm,
+                     llm_max_tokens=llm_max_tokens, replace=replace)
     if json_out:
         emit_json(bot)
     else:
-        typer.echo(f"bot {bot['name']}: intents from {bot['intent_model']}, answers from {bot['kb'] or '(no FAQ)'}, "
-                   f"hands off on {', '.join(bot['handoff_intents']) or 'request only'}")
+        typer.echo(f"bot {bot['name']}: intents from {bot['intent_model']}, answers from {bot['kb'] or '(no FAQ)'}"
+                   f"{_composed_by(bot)}, hands off on {', '.join(bot['handoff_intents']) or 'request only'}")
+
+
+def _composed_by(bot: dict) -> str:
+    return f" composed by {bot['llm']} (up to {bot['llm_max_tokens']} tokens)" if bot.get("llm") else ""
+
+
+@bot_app.command("update")
+def bot_update(name: str = typer.Argument(..., help="bot name"),
+               llm: str = typer.Option(..., "--llm", help='generative model that composes its replies, or "none" '
+                                       "for the FAQ's answers verbatim"),
+               llm_max_tokens: int = typer.Option(None, "--llm-max-tokens",
+                                                  help="longest generated reply, in tokens [default: from the model]"),
+               json_out: bool = JSON) -> None:
+    """Set (or with --llm none, unset) the generative model of an existing bot; its other settings stay."""
+    from modelshop.apps.support import set_llm
+
+    bot = set_llm(name, None if llm.strip().lower() == "none" else llm.strip(), max_tokens=llm_max_tokens)
+    if json_out:
+        emit_json(bot)
+    else:
+        typer.echo(f"bot {bot['name']}: " + (f"replies{_composed_by(bot)}" if bot["llm"]
+                                              else f"answers from {bot['kb'] or '(no FAQ)'} verbatim"))
 
 
 def _read_mapping(path: Path) -> dict:
@@ -134,7 +161,8 @@ def bot_list(json_out: bool = JSON) -> None:
     from modelshop.apps.support import list_bots
 
     rows = list_bots()
-    emit_json(rows) if json_out else [typer.echo(f"{b['name']}  model {b['intent_model']}  kb {b['kb']}") for b in rows]
+    emit_json(rows) if json_out else [typer.echo(f"{b['name']}  model {b['intent_model']}  kb {b['kb']}"
+                                                 + (f"  llm {b['llm']}" if b.get("llm") else "")) for b in rows]
 
 
 @bot_app.command("say")

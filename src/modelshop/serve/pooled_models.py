@@ -3,7 +3,9 @@
 A support-bot message and an FAQ question run on the server's own pool: the served version of the
 intent model and the served embedding model, each through `Service.run` (a slot, the model's
 tokeniser thread, its batcher, its worker processes), batched together with the `/predict` and
-`/v1/embeddings` calls under way. The server holds one copy of each model; the apps load none.
+`/v1/embeddings` calls under way. A generated reply takes the road of `/v1/chat/completions`: the
+served generative model (its engine's running batch, or an upstream with its fallbacks, through
+`generate_with_fallbacks`). The server holds one copy of each model; the apps load none.
 
 Why a blocking facade over async methods, rather than async app functions: the app functions are
 plain functions that also read and write the database (a bot turn reads the session, classifies,
@@ -24,16 +26,19 @@ from __future__ import annotations
 import asyncio
 import functools
 import os
+import uuid
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import TypeVar
 
 import numpy as np
 
-from modelshop.errors import NotFound, ValidationError
+from modelshop.errors import ModelError, NotFound, ValidationError
 from modelshop.inference.base import probabilities
-from modelshop.inference.models import Classified, Embedded, Task, check_task
+from modelshop.inference.models import Classified, Embedded, Generated, Task, check_task
+from modelshop.llm.sampling import SamplingParams
 from modelshop.registry import parse_ref
+from modelshop.serve.direct_models import chat_messages, check_room, generation_failure, prompt_texts
 from modelshop.serve.embeddings import accepts
 from modelshop.serve.pool import ServedModel
 from modelshop.serve.runners import Seq
@@ -111,11 +116,64 @@ class PooledModels:
         return Embedded(served.ref, np.stack(outcome.rows).astype(np.float32), outcome.units.tokens)
 
     async def acount_tokens(self, texts: Sequence[str], model: str | None = None, *, task: Task = "classify") -> int:
-        """What `aclassify`/`aembed` would give the model: the same tokeniser thread, the same truncation."""
+        """What `aclassify`/`aembed` would give the model: the same tokeniser thread, the same truncation;
+        for "generate", each text's prompt as a one-message chat (what `agenerate` would give it)."""
         check_task(task)
+        if task == "generate":
+            served = await self.generator(model)
+            return sum(served.prepare_chat([{"role": "user", "content": t}]).tokens for t in prompt_texts(texts))
         served = await (self.embedder(model) if task == "embed" else self.classifier(model))
         encoded, _ = await served.prepare(_seqs(texts), True, "right")
         return sum(e.tokens for e in encoded)
+
+    async def generator(self, model: str):
+        """The served generative model (local or upstream); NAME:VERSION only for the version in production."""
+        if not isinstance(model, str) or not model:
+            raise ValidationError("name the generative model: NAME (`modelshop llm list` shows them)")
+        name, version = parse_ref(model)
+        served = await self.service.generative.get(name)
+        if version is not None and served.version != version:
+            raise NotFound(f'{model} is not served: this server serves the production version of each model '
+                           f'({served.ref}); use "{name}"')
+        return served
+
+    async def agenerate(self, model: str, messages: Sequence[dict], *, max_tokens: int,
+                        temperature: float = 0.0) -> Generated:
+        """The reply of `model` (or of a fallback) to `messages`: the road of a plain /v1/chat/completions."""
+        from modelshop.serve.upstream import generate_with_fallbacks
+
+        served = await self.generator(model)
+        messages = chat_messages(messages)
+        prompts = {}
+
+        def prepared_for(m):
+            if m.ref not in prompts:
+                prompts[m.ref] = m.prepare_chat(messages)
+            return prompts[m.ref]
+
+        check_room(served.name, served.context_length, prepared_for(served).tokens, max_tokens)
+        chain = await self.service.generative.chain(served)
+        params = SamplingParams(max_tokens=max_tokens, temperature=temperature)
+        parts: list[str] = []
+        stream = generate_with_fallbacks(chain, f"app-{uuid.uuid4().hex}", prepared_for, params, None, chat=True)
+        try:
+            async for event in stream:
+                if event.error:
+                    raise generation_failure(event)
+                parts.append(event.text)
+                if event.finish_reason is not None:
+                    break
+            else:
+                raise ModelError(f"{served.ref}: the generation ended without finishing; retry")
+        finally:
+            await stream.aclose()
+        answered = event.answered_by or served.ref
+        prompt_tokens = event.prompt_tokens or prepared_for(served).tokens
+        metrics = self.service.metrics
+        metrics.llm_input_tokens.labels(answered).inc(prompt_tokens)
+        metrics.llm_output_tokens.labels(answered).inc(event.completion_tokens)
+        return Generated("".join(parts), prompt_tokens, event.completion_tokens, answered, event.finish_reason,
+                         event.estimated)
 
     # --- the blocking facade (the `Models` interface), for app functions on an app thread ----------
 
@@ -126,7 +184,12 @@ class PooledModels:
         return self._wait(self.aembed(_seqs(texts), model))
 
     def count_tokens(self, texts: Sequence[str], model: str | None = None, *, task: Task = "classify") -> int:
-        return self._wait(self.acount_tokens(_seqs(texts), model, task=task))
+        texts = prompt_texts(texts) if task == "generate" else _seqs(texts)
+        return self._wait(self.acount_tokens(texts, model, task=task))
+
+    def generate(self, model: str, messages: Sequence[dict], *, max_tokens: int,
+                 temperature: float = 0.0) -> Generated:
+        return self._wait(self.agenerate(model, messages, max_tokens=max_tokens, temperature=temperature))
 
     def _wait(self, work):
         loop = self._loop
@@ -137,5 +200,6 @@ class PooledModels:
         if loop is None or on_loop or loop.is_closed():
             work.close()
             raise RuntimeError("PooledModels' blocking methods run on an app thread of a started server "
-                               "(PooledModels.run); on the event loop, await aclassify / aembed / acount_tokens")
+                               "(PooledModels.run); on the event loop, await aclassify / aembed / acount_tokens / "
+                               "agenerate")
         return asyncio.run_coroutine_threadsafe(work, loop).result()
