@@ -2,6 +2,7 @@
 
     faq        question answering over a knowledge base of question–answer pairs (minilm embeddings)
     support    the customer-service bot: intent model + FAQ + hand-off rules, sessions, tickets
+    compose    a bot's generated reply (--llm): the prompt over the retrieved answers, citations checked
     feedback   the labelling queue and the dataset versions it feeds back to training
     recommend  hybrid recommendation: collaborative filtering (EASE) + item text embeddings
     recdata    reading items and interactions (CSV/JSONL/Parquet, RecBole atomic files)
