@@ -53,9 +53,9 @@ VIEW_QUESTION, VIEW_QA, VIEW_PASSAGE = 0, 1, 2
 MAX_TOP_K = 50
 PROBES = Path(__file__).parent / "data" / "offtopic_questions.txt"
 _SENTENCE_END = re.compile(r"(?<=[.!?])\s+|(?<=[。！？；])")
-# Weight of the scaled BM25 score beside the cosine. On the tuning half recall@1 / recall@3 sit on a
-# plateau from 0.2 to 0.325 (0.822–0.832 / 0.980–0.990, against 0.792 / 0.960 for the cosine alone)
-# and fall off from 0.35 (`benchmarks/faq_eval.py --tune`).
+# Weight of the scaled BM25 score beside the cosine: the middle of the plateau where recall@1 on the
+# tuning half is 0.81–0.83 (0.15 to 0.35; 0.792 for the cosine alone, 0.782 at 0.4), recall@3 there
+# 0.97–0.99 (0.960) (`benchmarks/faq_eval.py --tune`).
 LEXICAL_WEIGHT = 0.25
 _LETTER_DIGIT = re.compile(r"(?<=[^\W\d_])(?=\d)|(?<=\d)(?=[^\W\d_])")
 _CJK = re.compile(r"[\u3400-\u9fff\uf900-\ufaff]+")
