@@ -34,6 +34,7 @@ import functools
 import hashlib
 import json
 import re
+import threading
 import unicodedata
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -165,7 +166,8 @@ class Lexical:
         import bm25s
         import Stemmer
 
-        self._bm25s, self._stemmer = bm25s, Stemmer.Stemmer("english")
+        # a PyStemmer stemmer is not safe to share between threads, and the server asks from several
+        self._bm25s, self._stemmer, self._stemming = bm25s, Stemmer.Stemmer("english"), threading.Lock()
         self._index = bm25s.BM25()
         self._index.index(self._tokens([f"{e['question']} {e['answer']}" for e in entries]), show_progress=False)
         self.size = len(entries)
@@ -176,8 +178,10 @@ class Lexical:
         self.scale = own if own > 0 else 1.0
 
     def _tokens(self, texts: list[str]) -> list[list[str]]:
-        return self._bm25s.tokenize([lexical_text(t) for t in texts], stopwords="en", stemmer=self._stemmer,
-                                    return_ids=False, show_progress=False)
+        texts = [lexical_text(t) for t in texts]
+        with self._stemming:
+            return self._bm25s.tokenize(texts, stopwords="en", stemmer=self._stemmer, return_ids=False,
+                                        show_progress=False)
 
     def scores(self, texts: list[str]) -> np.ndarray:
         """BM25 scores (texts × entries); a row of zeros for a text that shares no word with the KB."""
