@@ -58,7 +58,7 @@ class FinetuneConfig:
     validation_fraction: float = 0.1     # carved from the training rows for early stopping
     eval_fraction: float = 0.2           # held out for the figures when no --eval file is given
     gradient_accumulation_steps: int = 1
-    mixed_precision: str = "auto"        # auto: bf16/fp16 on a GPU that has it, none on CPU | no | fp16 | bf16
+    mixed_precision: str = "auto"        # auto: bf16 on a GPU or a bf16-capable CPU, else fp32 | no | fp16 | bf16
     group_by_length: bool = True         # batches of similar length: little padding on short answers
     max_grad_norm: float = 1.0
     system_prompt: str | None = None     # added to every conversation that has none (also say it when serving)

@@ -46,11 +46,19 @@ def cpu_only() -> bool:
 
 
 def mixed_precision(choice: str) -> str:
+    """What "auto" means here: bf16 (else fp16) on a GPU; bf16 on a CPU with bf16 instructions (AVX512-BF16 or
+    AMX: a LoRA step takes half the time of fp32 on such a 2-core machine, measured); fp32 otherwise."""
     if choice != "auto":
         return choice
     if not cpu_only() and torch.cuda.is_available():
         return "bf16" if torch.cuda.is_bf16_supported() else "fp16"
-    return "no"
+    return "bf16" if cpu_has_bf16() else "no"
+
+
+def cpu_has_bf16() -> bool:
+    # torch.cpu's probes are private; a torch without them is treated as a CPU without bf16
+    probes = (getattr(torch.cpu, "_is_avx512_bf16_supported", None), getattr(torch.cpu, "_is_amx_tile_supported", None))
+    return any(probe is not None and probe() for probe in probes)
 
 
 def attach_lora(model, cfg: FinetuneConfig):
