@@ -1,6 +1,6 @@
 """The figures in README.md and BENCHMARKS.md name the command that reproduces them, and that command
 exists; serve_memory.py reads a real process tree (server → fork server → workers) right; llm_load.py
-runs end to end on a tiny model."""
+runs end to end on a tiny model; gateway_load.py's smoke run meters every call it answered once."""
 
 from __future__ import annotations
 
@@ -90,3 +90,26 @@ def test_llm_load_runs_every_row_on_a_tiny_llama(tiny_llama: Path, tmp_path: Pat
     assert len({r["tokens"] for r in rows.values()}) == 1
     assert set(result["targets"]) == {"a_over_b", "ttft_a_over_latency_b", "a_over_c"}
     assert "targets:" in done.stdout
+
+
+@pytest.mark.slow
+def test_gateway_load_quick_run_meters_every_call_once(tmp_path: Path) -> None:
+    # the smoke run: the fast stand-in, direct and through `modelshop serve` with metering on (no LiteLLM)
+    figures = tmp_path / "figures.json"
+    done = subprocess.run(
+        [sys.executable, str(REPO / "benchmarks" / "gateway_load.py"), "--quick", "--skip-litellm",
+         "--home", str(tmp_path / "home"), "--json", str(figures)],
+        capture_output=True, text=True, timeout=300, env={**os.environ, "HF_HUB_OFFLINE": "1"})
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-3000:]
+    result = json.loads(figures.read_text())
+    rows = result["rows"]
+    assert sorted(rows) == sorted(f"{who} {mode}" for who in ("(a) modelshop gateway, metering on",
+                                                               "(c) direct to the stand-in")
+                                  for mode in ("plain", "stream"))
+    for label, r in rows.items():
+        # every reply whole and right (the stand-in's text and usage, every chunk and [DONE])
+        assert r["ok"] == 200 and r["wrong"] == r["errors"] == 0 and r["req_s"] > 0, label
+    assert rows["(a) modelshop gateway, metering on stream"]["ttft_p50_ms"] is not None
+    ledger = result["targets"]["ledger"]
+    assert ledger["exactly_once"] and ledger["rows"] == ledger["answered"] == 2 * (200 + 32)   # warm-up included
+    assert "targets (issue 14):" in done.stdout and "a_over_b" not in result["targets"]["plain"]
