@@ -20,7 +20,7 @@ The ledger: every call (a) answered 200 (warm-up included) must be in `billing_u
 once, under its `x-request-id`, with the provider's token counts (not estimated); read from the
 gateway's database (SQLite in the run's fresh home, or `--database-url`).
 
-    .venv/bin/python benchmarks/gateway_load.py                     # full run (~6 min on 2 busy cores)
+    .venv/bin/python benchmarks/gateway_load.py                     # full run (~4 min on 2 busy cores)
     .venv/bin/python benchmarks/gateway_load.py --quick --skip-litellm   # smoke run (~15 s)
     .venv/bin/python benchmarks/gateway_load.py --requests 1000 --clients 32 --client-procs 2
 
@@ -425,14 +425,19 @@ def ms(value: float | None) -> str:
     return "" if value is None else f"{value:.1f}"
 
 
+def minus(a: float | None, b: float | None) -> float | None:
+    """a − b, or None when a row had no answer to take a percentile of."""
+    return None if a is None or b is None else a - b
+
+
 def report(rows: dict[tuple[str, str], Row], direct: str) -> None:
     print(f"\n{'':44s} {'mode':6s} {'req/s':>7s} {'p50 ms':>7s} {'p99 ms':>7s} {'+p50':>7s} {'+p99':>7s} "
           f"{'TTFT50':>7s} {'ok':>6s} {'bad':>4s}  CPU ms/request: server / provider / clients")
     for (label, mode), row in rows.items():
         f = row.figures()
         base = rows[(direct, mode)].figures()
-        added50 = None if label == direct else f["p50_ms"] - base["p50_ms"]
-        added99 = None if label == direct else f["p99_ms"] - base["p99_ms"]
+        added50 = None if label == direct else minus(f["p50_ms"], base["p50_ms"])
+        added99 = None if label == direct else minus(f["p99_ms"], base["p99_ms"])
         cpu = f["cpu_ms_per_request"]
         server = "" if label == direct else f"{cpu['server']:.2f}"
         print(f"{label:44s} {mode:6s} {f['req_s']:7.1f} {ms(f['p50_ms']):>7s} {ms(f['p99_ms']):>7s} {ms(added50):>7s} "
@@ -460,13 +465,13 @@ def targets(rows: dict[tuple[str, str], Row], a: str, b: str | None, c: str, led
         if b is not None:
             fb = rows[(b, mode)].figures()
             ratio = fa["req_s"] / fb["req_s"] if fb["req_s"] else float("inf")
-            added_a, added_b = fa["p50_ms"] - fc["p50_ms"], fb["p50_ms"] - fc["p50_ms"]
-            share = added_a / added_b if added_b > 0 else float("inf")
-            out[mode] = {"a_over_b": round(ratio, 2), "added_p50_a_ms": round(added_a, 1),
-                         "added_p50_b_ms": round(added_b, 1), "added_p50_a_over_b": round(share, 3)}
+            added_a, added_b = minus(fa["p50_ms"], fc["p50_ms"]), minus(fb["p50_ms"], fc["p50_ms"])
+            share = float("inf") if added_a is None or not added_b or added_b <= 0 else added_a / added_b
+            out[mode] = {"a_over_b": round(ratio, 2), "added_p50_a_ms": added_a, "added_p50_b_ms": added_b,
+                         "added_p50_a_over_b": round(share, 3)}
             print(f"  {mode}: (a) / (b) requests/s = {fa['req_s']:.1f} / {fb['req_s']:.1f} = {ratio:.2f} (≥ 5): "
                   f"{verdict(ratio >= 5)}")
-            print(f"  {mode}: added p50 (a) / (b) = {added_a:.1f} / {added_b:.1f} ms = {share:.3f} (≤ 0.2): "
+            print(f"  {mode}: added p50 (a) / (b) = {ms(added_a)} / {ms(added_b)} ms = {share:.3f} (≤ 0.2): "
                   f"{verdict(share <= 0.2)}")
         out.setdefault(mode, {})["a_over_c"] = round(fa["req_s"] / fc["req_s"], 3) if fc["req_s"] else None
     exact = ledger["exactly_once"]
