@@ -114,10 +114,11 @@ def test_unknown_base_model(settings, toy_data):
 
 # what `modelshop train --json` prints: the CLI's contract, key for key and in this order
 REPORT_KEYS = ["name", "version", "stage", "family", "n", "accuracy", "macro_f1", "micro_f1", "weighted_f1", "ece",
-               "per_class", "confusion_matrix", "baseline", "recommended", "reason", "max_length", "path", "card",
-               "charts", "fit", "search", "wall_seconds"]
+               "per_class", "confusion_matrix", "baseline", "candidates", "recommended", "reason", "validation",
+               "max_length", "path", "card", "charts", "fit", "search", "wall_seconds"]
 STORED_KEYS = ["n", "accuracy", "macro_f1", "micro_f1", "weighted_f1", "ece", "per_class", "confusion_matrix",
-               "baseline", "recommended", "reason", "fit", "max_length", "config", "data", "search"]
+               "baseline", "candidates", "recommended", "reason", "validation", "fit", "max_length", "config", "data",
+               "search"]
 
 
 def test_the_report_and_metrics_json_keep_their_keys(settings, toy_data):

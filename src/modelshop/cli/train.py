@@ -25,25 +25,30 @@ def train(data: Path = typer.Option(..., "--data", help="training file (CSV, JSO
           config: Path = typer.Option(None, "--config", help="YAML file of training options"),
           checkpoint_dir: Path = typer.Option(None, help="keep per-epoch checkpoints here"),
           resume: bool = typer.Option(False, help="resume from the last checkpoint in --checkpoint-dir"),
+          deploy: str = typer.Option(None, help="what the version serves: recommended (chosen on the validation "
+                                     "split) | transformer | tfidf | ensemble [default: recommended]"),
           json_out: bool = typer.Option(False, "--json", help="print the figures as JSON")) -> None:
-    """Fine-tune (or fit tfidf), evaluate beside the tfidf baseline, register a version."""
+    """Fine-tune (or fit tfidf) beside the tfidf model, choose on validation figures what to serve (one of them
+    or both combined), evaluate, register that as a version."""
     from modelshop.train import TrainConfig, run_training
 
     options = {"base_model": base_model, "epochs": epochs, "max_length": max_length, "batch_size": batch_size,
                "learning_rate": learning_rate, "seed": seed, "limit": limit, "search_trials": search,
-               "checkpoint_dir": checkpoint_dir, "resume": resume or None}
+               "checkpoint_dir": checkpoint_dir, "resume": resume or None, "deploy": deploy}
     cfg = (TrainConfig.from_yaml(config, **options) if config
            else TrainConfig.from_dict({k: v for k, v in options.items() if v is not None}))
     result = run_training(data, eval, name=name, cfg=cfg, text_col=text_col, label_col=label_col)
     if json_out:
         emit_json(result)
         return
-    typer.echo(f"registered {result['name']}:{result['version']} ({result['stage']})")
+    typer.echo(f"registered {result['name']}:{result['version']} ({result['stage']}), serving: {result['family']}")
     typer.echo(f"accuracy {result['accuracy']:.4f}  macro-F1 {result['macro_f1']:.4f}  ECE {result['ece']:.4f}")
     _echo_per_language(result)
-    if result.get("baseline"):
-        b = result["baseline"]
-        typer.echo(f"tfidf baseline: accuracy {b['accuracy']:.4f}  macro-F1 {b['macro_f1']:.4f}")
+    for other, m in (result.get("candidates") or {}).items():
+        if other != result["family"]:
+            typer.echo(f"{'combination' if other == 'ensemble' else other}: accuracy {m['accuracy']:.4f}  "
+                       f"macro-F1 {m['macro_f1']:.4f}")
+            _echo_per_language(m)
     typer.echo(f"recommended: {result['recommended']}: {result['reason']}")
     typer.echo(f"model card: {result['card']}")
 

@@ -1,7 +1,8 @@
 """Load a finished model folder and run it: one `Predictor` interface over every model family.
 
 Used by evaluation, batch scoring, the server and the apps. A folder holds `modelshop.json`
-(family, format, labels, multi_label, max_length) beside the family's own files.
+(family, format, labels, multi_label, max_length) beside the family's own files: a transformer's
+weights and tokenizer, tfidf's pipeline, or, for an ensemble of the two, a folder of each.
 `inference.models` is the `Models` interface the apps call models through (classify, embed,
 count_tokens); the server and the CLI each back it (`serve.pooled_models`, `serve.direct_models`).
 May import: errors, settings.
@@ -41,6 +42,11 @@ def load_predictor(path: Path, *, device: str = "cpu", threads: int | None = Non
 
         return TfidfPredictor(Path(path), meta, ref=getattr(registered, "ref", None),
                               files_sha256=getattr(registered, "files_sha256", None))
+    if family == "ensemble":
+        from modelshop.inference.ensemble import EnsemblePredictor
+
+        return EnsemblePredictor(Path(path), meta, device=device, threads=threads, ref=getattr(registered, "ref", None),
+                                 files_sha256=getattr(registered, "files_sha256", None))
     if fmt == "onnx":
         from modelshop.inference.onnx import OnnxPredictor  # added with model compression
 

@@ -1,42 +1,51 @@
-"""The model card (Markdown): what the model is for, the data it saw, its figures and the verdict."""
+"""The model card (Markdown): what the model is for, the data it saw, its figures and the verdict.
+
+The verdict (what to deploy) is made on the validation split by `modelshop.train.ensemble.choose`; the
+card shows it, the evaluation figures of the deployed model beside those of every model the run
+trained (`candidates`), and the validation figures the choice rests on.
+"""
 
 from __future__ import annotations
 
-RECOMMEND_MARGIN = 0.01  # a transformer must beat tfidf by a full point of macro-F1 to be worth its cost
+RECOMMEND_MARGIN = 0.01  # a costlier model must beat a cheaper one by a full point of macro-F1 to be worth it
 
 
-def recommend(transformer: dict | None, baseline: dict | None, profile: dict | None = None) -> tuple[str, str]:
-    """('transformer' | 'tfidf', the reason in one or two sentences)."""
-    if transformer is None:
-        return "tfidf", "Only the tfidf model was trained."
-    if baseline is None:
-        return "transformer", "No tfidf baseline was fitted for comparison."
-    t, b = transformer["macro_f1"], baseline["macro_f1"]
-    delta = t - b
-    context = ""
-    if profile:
-        rows, ratio = profile.get("rows", 0), profile.get("imbalance_ratio") or 1
-        if rows < 1000 or ratio >= 3:
-            context = (f" The training data is {'small' if rows < 1000 else ''}"
-                       f"{' and ' if rows < 1000 and ratio >= 3 else ''}{'imbalanced' if ratio >= 3 else ''}"
-                       f" ({rows} rows, imbalance {ratio:.1f}:1), where a transformer often does not pay.")
-    if delta >= RECOMMEND_MARGIN:
-        return "transformer", (f"The transformer beats tfidf by {delta * 100:.1f} points of macro-F1 "
-                               f"({t:.3f} vs {b:.3f}), worth its higher serving cost.{context}")
-    if delta > -RECOMMEND_MARGIN:
-        return "tfidf", (f"The transformer is within {RECOMMEND_MARGIN * 100:.0f} point of tfidf "
-                         f"({t:.3f} vs {b:.3f} macro-F1); tfidf is far cheaper and faster to serve.{context}")
-    return "tfidf", (f"tfidf beats the transformer by {-delta * 100:.1f} points of macro-F1 "
-                     f"({b:.3f} vs {t:.3f}) and is far cheaper to serve.{context}")
+def data_context(profile: dict | None) -> str:
+    """A sentence on small or imbalanced training data, where a transformer often does not pay; or ''."""
+    if not profile:
+        return ""
+    rows, ratio = profile.get("rows", 0), profile.get("imbalance_ratio") or 1
+    if rows >= 1000 and ratio < 3:
+        return ""
+    what = " and ".join(w for w, on in (("small", rows < 1000), ("imbalanced", ratio >= 3)) if on)
+    return (f" The training data is {what} ({rows} rows, imbalance {ratio:.1f}:1), where a transformer often "
+            "does not pay.")
 
 
 def _fmt(x) -> str:
     return f"{x:.4f}" if isinstance(x, float) else str(x)
 
 
+def _others(family: str, candidates: dict | None, baseline: dict | None) -> dict[str, dict]:
+    """The evaluation figures of the models the run trained besides the one deployed, by name."""
+    if candidates:
+        return {name: m for name, m in candidates.items() if name != family and m}
+    return {"tfidf": baseline} if baseline else {}
+
+
+def _column(name: str) -> str:
+    return "tfidf baseline" if name == "tfidf" else name
+
+
 def model_card(*, name: str, base_model: str, family: str, labels: list[str], multi_label: bool,
                metrics: dict, baseline: dict | None, recommended: str, reason: str, profile: dict | None,
-               config: dict, data: dict, fit: dict | None, charts: dict[str, str]) -> str:
+               config: dict, data: dict, fit: dict | None, charts: dict[str, str],
+               candidates: dict | None = None, validation: dict | None = None,
+               combination: dict | None = None) -> str:
+    """The card. `candidates`: each trained model's evaluation figures by name (transformer, tfidf,
+    ensemble); `validation`: the figures the choice was made on (`Choice.validation`); `combination`:
+    the deployed ensemble's weights and languages."""
+    others = _others(family, candidates, baseline)
     lines = [f"# Model card: {name}", ""]
     lines += [f"- **Family**: {family} (base: `{base_model}`)",
               f"- **Task**: {'multi-label' if multi_label else 'single-label'} text classification, "
@@ -49,25 +58,32 @@ def model_card(*, name: str, base_model: str, family: str, labels: list[str], mu
               "Not for decisions about people without human review; scores are probabilities "
               f"(expected calibration error {metrics.get('ece')}), not guarantees.", ""]
     lines += ["## Recommendation", "", f"**Deploy: {recommended}.** {reason}", ""]
-    lines += ["## Figures (evaluation set)", "", "| metric | this model | tfidf baseline |", "| --- | --- | --- |"]
+    if combination:
+        lines += _combination(combination)
+    head = "| metric | this model |" + "".join(f" {_column(o)} |" for o in others) if others else \
+        "| metric | this model | tfidf baseline |"
+    lines += ["## Figures (evaluation set)", "", head, "|" + " --- |" * head.count(" |")]
     for key in ("accuracy", "macro_f1", "micro_f1", "weighted_f1", "ece"):
-        lines.append(f"| {key} | {_fmt(metrics.get(key))} | {_fmt(baseline.get(key)) if baseline else '—'} |")
+        rest = "".join(f" {_fmt(m.get(key))} |" for m in others.values()) if others else " — |"
+        lines.append(f"| {key} | {_fmt(metrics.get(key))} |{rest}")
     lines += ["", "### Per class", "", "| label | precision | recall | F1 | support |",
               "| --- | --- | --- | --- | --- |"]
     for lab, m in metrics.get("per_class", {}).items():
         lines.append(f"| {lab} | {m['precision']:.3f} | {m['recall']:.3f} | {m['f1']:.3f} | {m['support']} |")
     lines.append("")
     if metrics.get("per_language"):
-        base = (baseline or {}).get("per_language")  # None when this model is the tfidf one
-        head = "| language | rows | accuracy | macro-F1 |" + (" tfidf macro-F1 |" if base else "")
+        beside = {o: m["per_language"] for o, m in others.items() if m.get("per_language")}
+        head = "| language | rows | accuracy | macro-F1 |" + "".join(f" {o} macro-F1 |" for o in beside)
         lines += ["### Per language", "", head, "|" + " --- |" * head.count(" |")]
         for code, m in metrics["per_language"].items():
             row = f"| {code} | {m['n']} | {m['accuracy']:.3f} | {m['macro_f1']:.3f} |"
-            if base:
-                b = base.get(code, {}).get("macro_f1")
+            for per in beside.values():
+                b = per.get(code, {}).get("macro_f1")
                 row += f" {f'{b:.3f}' if b is not None else '—'} |"
             lines.append(row)
         lines.append("")
+    if validation and validation.get("rows"):
+        lines += _validation(validation)
     for title, file in charts.items():
         lines += [f"![{title}]({file})", ""]
     if profile:
@@ -96,6 +112,38 @@ def model_card(*, name: str, base_model: str, family: str, labels: list[str], mu
               f"- training data sha256: `{data.get('train_sha256')}`",
               f"- evaluation data sha256: `{data.get('eval_sha256')}`", ""]
     return "\n".join(lines)
+
+
+def _combination(combination: dict) -> list[str]:
+    weights = combination["weights"]
+    base_model = (combination.get("parts") or {}).get("transformer", "?")
+    per = weights.get("per_language") or {}
+    lines = ["## Combination", "",
+             f"This version serves two models as one: the fine-tuned transformer (`{base_model}`, in `transformer/`) "
+             "and the tfidf model (in `tfidf/`). The probability of each label is w · p(transformer) + (1 − w) · "
+             "p(tfidf), with w, the transformer's weight, chosen per language on the validation split:", "",
+             "| language | transformer weight |", "| --- | --- |"]
+    lines += [f"| {code} | {w:.1f} |" for code, w in per.items()]
+    others = "any other language" if per else "every text"
+    lines += [f"| {others} | {weights['default']:.1f} |", ""]
+    if per:
+        lines += [f"The language of each text is told among {', '.join(combination.get('languages') or per)} "
+                  "(lingua, one text at a time).", ""]
+    return lines
+
+
+def _validation(v: dict) -> list[str]:
+    """The validation figures the choice was made on."""
+    names = [n for n in ("transformer", "tfidf", "ensemble") if n in v]
+    head = "| rows | " + " | ".join("combination (cross-validated)" if n == "ensemble" else n for n in names) + " |"
+    lines = ["## Validation (what the choice rests on)", "",
+             "Macro-F1 on the validation split, held out of the training rows; the evaluation set played no part.",
+             "", "| | " + head[2:], "|" + " --- |" * (head.count(" |") + 1)]
+    lines.append(f"| all | {v['rows']} | " + " | ".join(f"{v[n]:.3f}" for n in names) + " |")
+    for code, m in (v.get("per_language") or {}).items():
+        lines.append(f"| {code} | {m['n']} | " + " | ".join(f"{m[n]:.3f}" if n in m else "—" for n in names) + " |")
+    lines.append("")
+    return lines
 
 
 def _languages(profile: dict) -> str:

@@ -13,6 +13,8 @@ import yaml
 
 from modelshop.errors import ValidationError, did_you_mean
 
+DEPLOY = ("recommended", "transformer", "tfidf", "ensemble")
+
 
 @dataclass
 class TrainConfig:
@@ -33,6 +35,8 @@ class TrainConfig:
     max_grad_norm: float = 1.0
     threshold: float = 0.5              # multi-label decision threshold on sigmoid scores
     tfidf_baseline: bool = True         # fit and report the tfidf model beside every transformer run
+    deploy: str = "recommended"         # what the version serves: recommended (chosen on validation figures) |
+                                        # transformer | tfidf | ensemble (the two combined)
     search_trials: int = 0              # > 0: Optuna search over lr, batch size, warm-up, weight decay
     search_epochs: int | None = None    # epochs per search trial (default: epochs)
     checkpoint_dir: Path | None = None  # where per-epoch checkpoints go (default: a run folder under home)
@@ -69,6 +73,13 @@ class TrainConfig:
             raise bad("early_stopping_patience", "must be ≥ 0 (0 turns early stopping off)")
         if not 0 < self.threshold < 1:
             raise bad("threshold", "must be between 0 and 1")
+        if self.deploy not in DEPLOY:
+            raise bad("deploy", f'must be {", ".join(DEPLOY[:-1])} or {DEPLOY[-1]}, got "{self.deploy}"'
+                      + did_you_mean(self.deploy, DEPLOY))
+        if self.deploy in ("tfidf", "ensemble") and not (self.tfidf_baseline or self.is_tfidf):
+            raise bad("deploy", f"{self.deploy} needs the tfidf model: leave tfidf_baseline on")
+        if self.is_tfidf and self.deploy in ("transformer", "ensemble"):
+            raise bad("deploy", f'{self.deploy} needs a transformer base model, not "tfidf"')
         if self.search_trials < 0:
             raise bad("search_trials", "must be ≥ 0")
         if self.resume and self.checkpoint_dir is None:

@@ -16,21 +16,28 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
+
 from modelshop.data import Dataset, detect_languages, load_dataset, profile_dataset, stratified_split
 from modelshop.errors import ValidationError
 from modelshop.inference import META_FILE
 from modelshop.inference.base import probabilities
+from modelshop.inference.ensemble import mix, text_languages
 from modelshop.inference.tfidf import decision_logits
 from modelshop.registry import Registry
 from modelshop.settings import Settings, get_settings
-from modelshop.train import plots
-from modelshop.train.card import model_card, recommend
+from modelshop.train import layout, plots
+from modelshop.train.card import data_context, model_card
 from modelshop.train.config import TrainConfig
+from modelshop.train.ensemble import Choice, choose, combine_weights, label_targets
 from modelshop.train.metrics import compute_metrics, headline
 from modelshop.train.processes import process_state
-from modelshop.train.tfidf import fit_tfidf, save_tfidf
+from modelshop.train.tfidf import fit_tfidf
 
 MIN_ROWS_FOR_VALIDATION = 20  # below this, carving a validation split leaves too little to learn from
+# A language the combination tells apart holds at least this share of the training texts: rarer codes are
+# mostly short messages the detector misread, and as candidates they would pull texts away from the real ones.
+LANGUAGE_SHARE = 0.02
 
 
 @dataclass(frozen=True)
@@ -45,18 +52,32 @@ class RunData:
     max_length: int         # tokens per text: the config's, else the profile's recommendation
     balanced: bool          # class weights on (asked for, or "auto" on imbalanced data)
     eval_languages: list[str] | None = None  # the language of each evaluation text, for `per_language`
+    languages: list[str] | None = None       # the training data's languages (LANGUAGE_SHARE+), for the combination
 
 
 @dataclass(frozen=True)
 class TrainResult:
     """What `_train_into` built into the version's folder, for the card, metrics.json and the registry."""
 
-    metrics: dict                       # the model on the evaluation set (`compute_metrics`)
-    baseline: dict | None               # the tfidf baseline's headline figures; None when the model is tfidf
+    metrics: dict                       # the deployed model on the evaluation set (`compute_metrics`)
+    baseline: dict | None               # the tfidf model's headline figures; None when only tfidf was trained
     meta: dict                          # the folder's META_FILE: family, format, labels, max length, ...
     charts: dict[str, str]              # title → PNG file name in the folder
     fit: dict | None = None             # a transformer's fit: best epoch, speed, memory, class weights
     search: list[dict] | None = None    # the hyperparameter trials, when the config asked for a search
+    recommended: str = "tfidf"          # what the validation figures advise: transformer | tfidf | ensemble
+    reason: str = "Only the tfidf model was trained."
+    candidates: dict | None = None      # every trained model's headline evaluation figures, by name
+    validation: dict | None = None      # the validation figures the recommendation rests on
+
+
+@dataclass(frozen=True)
+class Scored:
+    """One candidate's probabilities on the evaluation and validation rows, and its evaluation figures."""
+
+    eval_probs: np.ndarray
+    val_probs: np.ndarray | None
+    metrics: dict
 
 
 def check_datasets(train: Dataset, evaluation: Dataset | None) -> None:
@@ -133,30 +154,32 @@ def run_training(data, eval_data=None, *, name: str, cfg: TrainConfig | None = N
     try:
         run_data = RunData(fit=fit_set, val=val_set, evaluation=evaluation, label_names=label_names,
                            multi_label=multi, max_length=max_length, balanced=balanced,
-                           eval_languages=detect_languages(evaluation.texts))
+                           eval_languages=detect_languages(evaluation.texts), languages=_languages(profile))
         result = _train_into(build, cfg, run_data, progress=progress, runs_dir=settings.runs_dir)
         meta = result.meta
         data_info = {"train": train.source, "eval": eval_source, "train_sha256": train_sha256,
                      "eval_sha256": evaluation.fingerprint(), "train_rows": len(fit_set),
                      "parent": parent_id}
-        rec, reason = recommend(result.metrics if not cfg.is_tfidf else None, result.baseline, profile)
+        rec, reason = result.recommended, result.reason + data_context(profile)
         figures = {**headline(result.metrics), "confusion_matrix": result.metrics["confusion_matrix"]}
-        card = model_card(name=name, base_model=cfg.base_model, family=meta["family"], labels=label_names,
+        card = model_card(name=name, base_model=meta["base_model"], family=meta["family"], labels=label_names,
                           multi_label=multi, metrics=result.metrics, baseline=result.baseline,
                           recommended=rec, reason=reason, profile=profile, config=cfg.to_dict(),
-                          data=data_info, fit=result.fit, charts=result.charts)
+                          data=data_info, fit=result.fit, charts=result.charts, candidates=result.candidates,
+                          validation=result.validation,
+                          combination=meta if meta["family"] == "ensemble" else None)
         (build / "card.md").write_text(card, encoding="utf-8")
         (build / "profile.json").write_text(json.dumps(profile, ensure_ascii=False, indent=1, default=str))
-        stored = {**figures, "baseline": result.baseline, "recommended": rec, "reason": reason,
-                  "fit": result.fit, "max_length": max_length, "config": cfg.to_dict(), "data": data_info,
-                  "search": result.search}
+        stored = {**figures, "baseline": result.baseline, "candidates": result.candidates, "recommended": rec,
+                  "reason": reason, "validation": result.validation, "fit": result.fit, "max_length": max_length,
+                  "config": cfg.to_dict(), "data": data_info, "search": result.search}
         (build / "metrics.json").write_text(json.dumps(stored, ensure_ascii=False, indent=1))
         (build / META_FILE).write_text(json.dumps(meta, ensure_ascii=False, indent=1))
         processes.wait_for_everyone()  # every process has trained and written: one version, once
         if not main:
             _leave_quietly()
         row = registry.register(name, build, family=meta["family"], format=meta["format"],
-                                base_model=cfg.base_model, labels=label_names, multi_label=multi,
+                                base_model=meta["base_model"], labels=label_names, multi_label=multi,
                                 metrics={**headline(result.metrics), "baseline_macro_f1":
                                          (result.baseline or {}).get("macro_f1"), "recommended": rec},
                                 data_sha256=data_info["train_sha256"], eval_sha256=data_info["eval_sha256"],
@@ -167,8 +190,9 @@ def run_training(data, eval_data=None, *, name: str, cfg: TrainConfig | None = N
     folder = registry.path(row)
     return {"name": name, "version": row.version, "stage": row.stage, "family": meta["family"],
             **headline(result.metrics), "confusion_matrix": result.metrics["confusion_matrix"],
-            "baseline": result.baseline, "recommended": rec, "reason": reason,
-            "max_length": max_length, "path": str(folder), "card": str(folder / "card.md"),
+            "baseline": result.baseline, "candidates": result.candidates, "recommended": rec, "reason": reason,
+            "validation": result.validation, "max_length": max_length, "path": str(folder),
+            "card": str(folder / "card.md"),
             "charts": {k: str(folder / v) for k, v in result.charts.items()},
             "fit": result.fit, "search": result.search,
             "wall_seconds": round(time.perf_counter() - started, 1)}
@@ -181,63 +205,143 @@ def _leave_quietly() -> None:
     raise SystemExit(0)
 
 
+def _languages(profile: dict) -> list[str]:
+    """The languages of the training texts that hold LANGUAGE_SHARE of them, most texts first."""
+    langs = profile.get("languages") or {}
+    return [code for code, share in (langs.get("shares") or {}).items() if code != "und" and share >= LANGUAGE_SHARE]
+
+
 def _train_into(build: Path, cfg: TrainConfig, data: RunData, *, progress: bool, runs_dir: Path) -> TrainResult:
-    """Fit the tfidf baseline (and the model itself, unless it is the tfidf one), evaluate, and write the
-    weights, charts and confusion matrix into `build`; a transformer's scratch checkpoints go under
-    `runs_dir` unless the config names a checkpoint folder."""
-    fit_set, val_set, evaluation = data.fit, data.val, data.evaluation
-    label_names, multi, max_length, balanced = data.label_names, data.multi_label, data.max_length, data.balanced
-    val_texts = val_set.texts if val_set is not None else None
-    val_labels = val_set.labels if val_set is not None else None
-    baseline, charts_made, fit_info, search = None, {}, None, None
-    if cfg.tfidf_baseline or cfg.is_tfidf:
-        pipe, tfidf_info = fit_tfidf(fit_set.texts, fit_set.labels, label_names, multi_label=multi,
-                                     val_texts=val_texts, val_labels=val_labels, balanced=balanced,
-                                     threshold=cfg.threshold)
-        probs = probabilities(decision_logits(pipe, evaluation.texts, multi), multi)
-        baseline_full = compute_metrics(evaluation.labels, probs, label_names, multi_label=multi,
-                                        threshold=cfg.threshold, languages=data.eval_languages)
-        baseline = {**headline(baseline_full), **tfidf_info}
+    """Fit the tfidf model (and the transformer, unless the run is tfidf's alone), choose on the validation
+    split what to deploy, evaluate every candidate, and write the deployed one's files, charts and
+    confusion matrix into `build`; a transformer's scratch checkpoints go under `runs_dir` unless the
+    config names a checkpoint folder."""
+    tfidf = _fit_tfidf(cfg, data) if cfg.tfidf_baseline or cfg.is_tfidf else None
     if cfg.is_tfidf:
-        save_tfidf(pipe, build)
-        metrics = baseline_full
-        meta = {"family": "tfidf", "format": "sklearn", "labels": label_names, "multi_label": multi,
-                "max_length": 1_000_000, "base_model": "tfidf", "threshold": cfg.threshold}
-        baseline = None
+        meta = layout.write_tfidf(build, tfidf[0], layout.tfidf_meta(data.label_names, data.multi_label, cfg.threshold))
+        return _finish(build, TrainResult(metrics=tfidf[1].metrics, baseline=None, meta=meta, charts={}))
+    fit, transformer, fit_info, search = _fit_transformer(cfg, data, progress=progress,
+                                                          scratch=runs_dir / build.name)
+    choice = _choose(cfg, data, transformer, tfidf[1] if tfidf else None)
+    deploy = choice.deploy if cfg.deploy == "recommended" else cfg.deploy
+    weights, languages = choice.weights, choice.languages
+    if deploy == "ensemble" and weights is None:  # asked for though not advised: weights from what there is
+        weights, languages = _asked_weights(cfg, data, transformer, tfidf[1])
+    scored = {"transformer": transformer}
+    if tfidf:
+        scored["tfidf"] = tfidf[1]
+    if weights is not None:
+        codes = text_languages(data.evaluation.texts, languages)
+        probs = mix(transformer.eval_probs, tfidf[1].eval_probs, codes, weights)
+        scored["ensemble"] = Scored(probs, None, _metrics(cfg, data, probs))
+    tr_meta = layout.transformer_meta(data.label_names, data.multi_label, data.max_length, cfg.base_model,
+                                      cfg.threshold)
+    if deploy == "transformer":
+        meta = layout.write_transformer(build, fit, tr_meta)
+    elif deploy == "tfidf":
+        meta = layout.write_tfidf(build, tfidf[0], {**layout.tfidf_meta(data.label_names, data.multi_label,
+                                                                        cfg.threshold)})
     else:
-        from modelshop.train.loop import encode, fit_transformer, predict_logits
+        meta = layout.write_ensemble(build, fit, tfidf[0], tr_meta, layout.tfidf_meta(
+            data.label_names, data.multi_label, cfg.threshold), weights=weights, languages=languages)
+    charts = {"training curves": plots.training_curves_png(fit.history, build / "training_curves.png").name}
+    (build / "history.json").write_text(json.dumps(fit.history))
+    reason = choice.reason
+    if deploy != choice.deploy:
+        reason += f" Deployed: {deploy}, as the training options asked (deploy: {cfg.deploy})."
+    reason += " On the evaluation set: " + ", ".join(
+        f"{'combination' if k == 'ensemble' else k} {v.metrics['macro_f1']:.3f}" for k, v in scored.items()) + \
+        " macro-F1."
+    return _finish(build, TrainResult(
+        metrics=scored[deploy].metrics, baseline=headline(tfidf[1].metrics) | tfidf[2] if tfidf else None,
+        meta=meta, charts=charts, fit=fit_info, search=search, recommended=choice.deploy, reason=reason,
+        candidates={k: headline(v.metrics) for k, v in scored.items()}, validation=choice.validation or None))
 
-        ckpt = cfg.checkpoint_dir or (runs_dir / build.name)
-        run_cfg = cfg.replace(checkpoint_dir=ckpt)
-        if cfg.search_trials:
-            from modelshop.train.search import search
 
-            fit, search = search(run_cfg, (fit_set.texts, fit_set.labels),
-                                 (val_texts, val_labels) if val_set else None, label_names, multi,
-                                 max_length, balanced=balanced, progress=progress)
-        else:
-            fit = fit_transformer(run_cfg, (fit_set.texts, fit_set.labels),
-                                  (val_texts, val_labels) if val_set else None, label_names, multi,
-                                  max_length, balanced=balanced, progress=progress)
-        enc = encode(fit.tokenizer, evaluation.texts, evaluation.labels, label_names, multi, max_length)
-        pad = fit.tokenizer.pad_token_id or 0
-        logits = predict_logits(fit.model, pad, enc, 64, next(fit.model.parameters()).device)
-        metrics = compute_metrics(evaluation.labels, probabilities(logits, multi), label_names,
-                                  multi_label=multi, threshold=cfg.threshold, languages=data.eval_languages)
-        fit.model.save_pretrained(build)
-        fit.tokenizer.save_pretrained(build)
-        charts_made["training curves"] = plots.training_curves_png(fit.history, build / "training_curves.png").name
-        (build / "history.json").write_text(json.dumps(fit.history))
-        fit_info = {"best_epoch": fit.best_epoch, "best_val_macro_f1": round(fit.best_val_macro_f1, 4),
-                    "samples_per_s": round(fit.samples_per_s, 1), "train_seconds": round(fit.train_seconds, 1),
-                    "peak_memory_mb": round(fit.peak_memory_mb, 1), "class_weights": balanced}
-        meta = {"family": "transformer", "format": "pytorch", "labels": label_names, "multi_label": multi,
-                "max_length": max_length, "base_model": cfg.base_model, "threshold": cfg.threshold}
-        if not cfg.checkpoint_dir:  # our own scratch run folder: the registered version supersedes it
-            shutil.rmtree(ckpt, ignore_errors=True)
-    cm_png = plots.confusion_matrix_png(metrics["confusion_matrix"], build / "confusion_matrix.png")
+def _finish(build: Path, result: TrainResult) -> TrainResult:
+    """The deployed model's confusion matrix (JSON and PNG) beside its files; the charts listed first."""
+    cm = result.metrics["confusion_matrix"]
+    charts = dict(result.charts)
+    cm_png = plots.confusion_matrix_png(cm, build / "confusion_matrix.png")
     if cm_png:
-        charts_made = {"confusion matrix": cm_png.name, **charts_made}
-    (build / "confusion_matrix.json").write_text(json.dumps(metrics["confusion_matrix"], ensure_ascii=False))
-    return TrainResult(metrics=metrics, baseline=baseline, meta=meta, charts=charts_made, fit=fit_info,
-                       search=search)
+        charts = {"confusion matrix": cm_png.name, **charts}
+    (build / "confusion_matrix.json").write_text(json.dumps(cm, ensure_ascii=False))
+    return TrainResult(**{**result.__dict__, "charts": charts})
+
+
+def _metrics(cfg: TrainConfig, data: RunData, probs: np.ndarray) -> dict:
+    return compute_metrics(data.evaluation.labels, probs, data.label_names, multi_label=data.multi_label,
+                           threshold=cfg.threshold, languages=data.eval_languages)
+
+
+def _fit_tfidf(cfg: TrainConfig, data: RunData):
+    """(pipeline, its Scored figures, what its fit tried)."""
+    val = data.val
+    pipe, info = fit_tfidf(data.fit.texts, data.fit.labels, data.label_names, multi_label=data.multi_label,
+                           val_texts=val.texts if val is not None else None,
+                           val_labels=val.labels if val is not None else None, balanced=data.balanced,
+                           threshold=cfg.threshold)
+
+    def probs(texts: list[str]) -> np.ndarray:
+        return probabilities(decision_logits(pipe, texts, data.multi_label), data.multi_label)
+
+    eval_probs = probs(data.evaluation.texts)
+    scored = Scored(eval_probs, probs(val.texts) if val is not None else None, _metrics(cfg, data, eval_probs))
+    return pipe, scored, info
+
+
+def _fit_transformer(cfg: TrainConfig, data: RunData, *, progress: bool, scratch: Path):
+    """(the fit, its Scored figures, the fit's summary, the search trials or None); checkpoints go to the
+    config's folder, else to `scratch`, removed afterwards."""
+    from modelshop.train.loop import encode, fit_transformer, predict_logits
+
+    fit_set, val_set = data.fit, data.val
+    val = (val_set.texts, val_set.labels) if val_set is not None else None
+    ckpt = cfg.checkpoint_dir or scratch
+    run_cfg = cfg.replace(checkpoint_dir=ckpt)
+    search = None
+    if cfg.search_trials:
+        from modelshop.train.search import search as run_search
+
+        fit, search = run_search(run_cfg, (fit_set.texts, fit_set.labels), val, data.label_names, data.multi_label,
+                                 data.max_length, balanced=data.balanced, progress=progress)
+    else:
+        fit = fit_transformer(run_cfg, (fit_set.texts, fit_set.labels), val, data.label_names, data.multi_label,
+                              data.max_length, balanced=data.balanced, progress=progress)
+    if not cfg.checkpoint_dir:  # our own scratch run folder: the registered version supersedes it
+        shutil.rmtree(ckpt, ignore_errors=True)
+    pad = fit.tokenizer.pad_token_id or 0
+    device = next(fit.model.parameters()).device
+
+    def probs(ds: Dataset) -> np.ndarray:
+        enc = encode(fit.tokenizer, ds.texts, ds.labels, data.label_names, data.multi_label, data.max_length)
+        return probabilities(predict_logits(fit.model, pad, enc, 64, device), data.multi_label)
+
+    eval_probs = probs(data.evaluation)
+    scored = Scored(eval_probs, probs(val_set) if val_set is not None else None, _metrics(cfg, data, eval_probs))
+    fit_info = {"best_epoch": fit.best_epoch, "best_val_macro_f1": round(fit.best_val_macro_f1, 4),
+                "samples_per_s": round(fit.samples_per_s, 1), "train_seconds": round(fit.train_seconds, 1),
+                "peak_memory_mb": round(fit.peak_memory_mb, 1), "class_weights": data.balanced}
+    return fit, scored, fit_info, search
+
+
+def _choose(cfg: TrainConfig, data: RunData, transformer: Scored, tfidf: Scored | None) -> Choice:
+    if tfidf is None:
+        return Choice("transformer", "No tfidf model was fitted for comparison (tfidf_baseline is off).")
+    if data.val is None:
+        return Choice("transformer", "No validation split (too few training rows, or validation_fraction 0), "
+                      "so nothing to choose on: the transformer asked for is deployed.")
+    return choose(data.val.texts, data.val.labels, data.label_names, transformer.val_probs, tfidf.val_probs,
+                  multi_label=data.multi_label, threshold=cfg.threshold, languages=data.languages, seed=cfg.seed)
+
+
+def _asked_weights(cfg: TrainConfig, data: RunData, transformer: Scored, tfidf: Scored) -> tuple[dict, list[str]]:
+    """The combination's weights when the options ask for it though no choice advised it: chosen on the
+    validation rows there are, else an even mix."""
+    if data.val is None:
+        return {"default": 0.5, "per_language": {}}, []
+    languages = list(data.languages or [])
+    truth = label_targets(data.val.labels, data.label_names, data.multi_label)
+    codes = text_languages(data.val.texts, languages)
+    return combine_weights(truth, transformer.val_probs, tfidf.val_probs, codes, multi_label=data.multi_label,
+                           threshold=cfg.threshold), languages

