@@ -60,4 +60,5 @@ def run(settings: Settings | None = None, *, host: str | None = None, port: int 
     app = build_app(settings)
     server.announce(settings, refs, say)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.getLogger("httpx").setLevel(logging.WARNING)   # one line per outgoing request otherwise
     server.serve(app, settings.host, settings.port)

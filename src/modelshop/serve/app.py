@@ -14,6 +14,7 @@ and hands in the other parts' routers.
 from __future__ import annotations
 
 import contextlib
+import gc
 import itertools
 import logging
 import math
@@ -62,6 +63,10 @@ def create_app(settings: Settings | None = None, gate: Gate | None = None, *, db
     async def lifespan(_app: FastAPI):
         models.attach()
         await service.start()
+        # what startup made (torch, transformers, the models) lives as long as the server: out of the
+        # collector's way, so a full collection does not stall the event loop for a quarter second
+        gc.collect()
+        gc.freeze()
         yield
         models.close()
         await service.aclose()

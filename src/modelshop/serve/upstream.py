@@ -29,7 +29,7 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any
 
-import httpx
+import aiohttp
 
 from modelshop.errors import UpstreamFailed, UpstreamTimeout, ValidationError
 from modelshop.llm.engine import FINISH_ERROR, Event
@@ -113,7 +113,7 @@ class UpstreamModel:
     version_id: int
     meta: dict
     counter: Counter
-    client: httpx.AsyncClient
+    http: Any                              # () -> the server's aiohttp.ClientSession (made in its event loop)
     breaker: Breaker = field(default_factory=Breaker)
     created: int = field(default_factory=lambda: int(time.time()))
     source = "upstream"
@@ -162,48 +162,55 @@ class UpstreamModel:
             headers["Authorization"] = f"Bearer {key}"
         url = self.meta["base_url"] + ("/chat/completions" if chat else "/completions")
         timeout = float(self.meta.get("timeout_s") or 60.0)
-        request = self.client.build_request("POST", url, json=body, headers=headers,
-                                            timeout=httpx.Timeout(timeout, connect=min(timeout, 10.0)))
+        # the timeout bounds the wait for the answer to start and each wait for a next chunk
+        limits = aiohttp.ClientTimeout(total=None, sock_connect=min(timeout, 10.0), sock_read=timeout)
         try:
-            response = await self.client.send(request, stream=True)
-        except httpx.TimeoutException:
+            response = await self.http().post(url, json=body, headers=headers, timeout=limits)
+        except TimeoutError:
             raise _Failure(f"timed out after {timeout:g} s", timeout=True) from None
-        except httpx.HTTPError as e:
+        except aiohttp.ClientError as e:
             raise _Failure(f"could not be reached ({type(e).__name__})") from None
         try:
-            if response.status_code != 200:
+            if response.status != 200:
                 raise await _refusal(response)
             async for event in self._relay(rid, prepared, response, chat, timeout):
                 yield event
         finally:
-            await response.aclose()   # a client that left closes the upstream connection
+            response.release()   # read to its end: the connection goes back to the pool; cut: it is closed
 
-    async def _relay(self, rid: str, prepared: Prepared, response: httpx.Response, chat: bool,
+    async def _relay(self, rid: str, prepared: Prepared, response: aiohttp.ClientResponse, chat: bool,
                      timeout: float) -> AsyncIterator[Event]:
         usage: dict | None = None
         finish: str | None = None
         generated = 0          # tokens counted here, for an upstream that reports none
-        started = False
-        lines = response.aiter_lines()
-        while True:
+        started = done = False
+        while not done:
             try:
-                line = await anext(lines)
-            except StopAsyncIteration:
-                break
-            except httpx.TimeoutException:
+                raw = await response.content.readline()
+            except TimeoutError:
                 if not started:
                     raise _Failure(f"timed out after {timeout:g} s", timeout=True) from None
                 yield self._broken(rid, prepared, generated, f"the upstream stalled for {timeout:g} s")
                 return
-            except httpx.HTTPError as e:
+            except aiohttp.ClientError as e:
                 if not started:
                     raise _Failure(f"broke off before answering ({type(e).__name__})") from None
                 yield self._broken(rid, prepared, generated, "the upstream broke off mid-stream")
                 return
+            if not raw:
+                if finish is None and usage is None:   # the body ended before the stream said it was done
+                    if not started:
+                        raise _Failure("broke off before answering")
+                    yield self._broken(rid, prepared, generated, "the upstream broke off mid-stream")
+                    return
+                break
+            line = raw.decode("utf-8", "replace").strip()
             if not line.startswith("data:"):
                 continue
             data = line[5:].strip()
             if data == "[DONE]":
+                done = True
+                await response.read()    # the rest of the body (none, usually): the connection can be reused
                 break
             try:
                 chunk = json.loads(data)
@@ -237,13 +244,13 @@ class UpstreamModel:
                      error=f"UpstreamFailed: {self.name}: {why}", answered_by=self.ref, estimated=True)
 
 
-async def _refusal(response: httpx.Response) -> _Failure:
+async def _refusal(response: aiohttp.ClientResponse) -> _Failure:
     """Why an upstream answered other than 200, as a failure that says whether to fall back."""
-    status = response.status_code
+    status = response.status
     try:
-        body = json.loads(await response.aread())
+        body = json.loads(await response.read())
         detail = body.get("error", {}).get("message") if isinstance(body.get("error"), dict) else body.get("error")
-    except (ValueError, AttributeError, httpx.HTTPError):
+    except (TimeoutError, ValueError, AttributeError, aiohttp.ClientError):
         detail = None
     detail = f": {str(detail)[:200]}" if detail else ""
     if status == 429:
