@@ -228,3 +228,8 @@ class EnsembleRunner:
     def run(self, batch: list[Encoded]) -> list[np.ndarray]:
         logits = np.stack(self.part.run(batch))
         return list(self.predictor.combine(logits, [e.text for e in batch]))
+
+    def pad(self, encoded: list[Encoded]) -> dict:
+        # the explainer pads one input for the transformer's own forward, which is not what an ensemble answers
+        raise ValidationError(f"{self.label} is an ensemble of a transformer and tfidf; /explain does not explain "
+                              "a combination: explain a transformer or tfidf version instead")
