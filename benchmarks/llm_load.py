@@ -15,16 +15,22 @@ Every row reads the same short customer-service chats (PROMPTS, the model's chat
 same `max_tokens`, greedy. EOS cannot be ignored, so output tokens are counted, not assumed: from
 the usage chunk of each stream, and up to and including the first EOS of `generate`'s rows (as the
 engine counts them). Per request: time to first token (TTFT), gaps between streamed tokens (ITL),
-whole latency; per row: output tokens per second over the run's wall time. Clients in this process
+whole latency; per row: output tokens per second over its wall time. Clients in this process
 (httpx, async, closed loop: each sends its next prompt when its last one is done), loopback only.
+Every server is up for the whole run and the rows run in `--rounds` alternating rounds, so a change
+in the machine's background load touches each row alike; a row's figures pool its rounds.
 
-    .venv/bin/python benchmarks/llm_load.py                       # full run (~8 min on 2 idle cores)
-    .venv/bin/python benchmarks/llm_load.py --quick               # smoke run (fewer prompts, 32 tokens)
+    .venv/bin/python benchmarks/llm_load.py                       # full run (~5 min on 2 idle cores)
+    .venv/bin/python benchmarks/llm_load.py --quick               # smoke run (16 chats, 32 tokens, 1 round)
     .venv/bin/python benchmarks/llm_load.py --prompts 16 --max-tokens 48 --clients 4,8 --no-naive
 
 The registered model is kept in `--home` (default under the temp folder), so only the first run
 spends ~40 s converting the GGUF. Targets: (a)@8 ≥ 3 × (b) in output tokens/s; (a)@8 ≥ 0.8 × (c);
-TTFT p50 of (a)@8 ≤ half of (b)'s p50 latency.
+TTFT p50 of (a)@8 ≤ half of (b)'s p50 latency. The same ratios are printed per CPU second too.
+
+On a machine that other jobs share, pass `--threads 1`: torch's OpenMP threads spin-wait for each
+other, and with two of them on two busy cores every operator waits for a descheduled thread (here,
+at load average ~7: `generate` at 3-7 output tokens/s with 2 threads against 28-46 with 1).
 """
 
 from __future__ import annotations
@@ -144,7 +150,8 @@ class Tally:
                 "itl50": pct(itl, 50), "itl99": pct(itl, 99),
                 "lat50": pct([r["latency"] for r in ok], 50), "lat99": pct([r["latency"] for r in ok], 99),
                 "same_as_b": None if reference is None else sum(reference.get(r["index"]) == r["text"] for r in ok),
-                "cpu": self.cpu, "server_ttft_mean": _mean(self.server, TTFT),
+                "cpu": self.cpu, "tok_per_cpu_s": _tokens(ok) / cpu if (cpu := _cpu(self.cpu)) else None,
+                "server_ttft_mean": _mean(self.server, TTFT),
                 "server_itl_mean": _mean(self.server, ITL),
                 "first_error": next((r["error"] for r in self.results if "error" in r), None)}
 
@@ -154,6 +161,12 @@ class Tally:
 
 def _tokens(results: list[dict]) -> int:
     return sum(r.get("tokens", 0) for r in results)
+
+
+def _cpu(cpu: dict[str, float]) -> float:
+    """CPU seconds a row took: the server's with the clients', or the process's (the HTTP process's
+    share is inside the server's)."""
+    return cpu.get("server", 0.0) + cpu.get("clients", 0.0) + cpu.get("process", 0.0)
 
 
 TTFT, ITL = "modelshop_llm_time_to_first_token_seconds", "modelshop_llm_inter_token_latency_seconds"
@@ -189,8 +202,9 @@ async def _streamed(client, url: str, body: dict) -> dict:
     done = time.perf_counter()
     if not stamps:
         return {"error": "no token streamed"}
-    return {"tokens": tokens, "ttft": stamps[0] - started, "itl": [b - a for a, b in zip(stamps, stamps[1:])],
-            "latency": done - started, "text": "".join(parts)}
+    # the usage chunk's count; a server that sends none (include_usage unsupported): one token per chunk
+    return {"tokens": tokens or len(stamps), "ttft": stamps[0] - started,
+            "itl": [b - a for a, b in zip(stamps, stamps[1:])], "latency": done - started, "text": "".join(parts)}
 
 
 async def _whole(client, url: str, body: dict) -> dict:
@@ -413,7 +427,7 @@ def load_bare(folder: Path):
 
 
 def bare(model, tokenizer, eos: set[int], prompts: list[list[int]], batch: int,
-         max_tokens: int) -> tuple[list[dict], float]:
+         max_tokens: int) -> tuple[list[dict], float, dict]:
     """(c): `generate` on left-padded batches of `batch` prompts in order; TTFT from each batch's start."""
     import torch
     from transformers.generation.streamers import BaseStreamer
@@ -438,7 +452,7 @@ def bare(model, tokenizer, eos: set[int], prompts: list[list[int]], batch: int,
         return out[:, longest:].tolist()
 
     run(prompts[:batch], 4)  # warm-up: first calls allocate
-    results, started = [], time.perf_counter()
+    results, started, cpu = [], time.perf_counter(), time.process_time()
     for s in range(0, len(prompts), batch):
         clock, t0 = Clock(), time.perf_counter()
         for offset, new in enumerate(run(prompts[s:s + batch], max_tokens, clock)):
@@ -447,11 +461,11 @@ def bare(model, tokenizer, eos: set[int], prompts: list[list[int]], batch: int,
             results.append({"index": s + offset, "tokens": n, "ttft": steps[0] - t0,
                             "itl": [b - a for a, b in zip(steps, steps[1:])], "latency": steps[-1] - t0,
                             "text": tokenizer.decode(new[:n], skip_special_tokens=True)})
-    return results, time.perf_counter() - started
+    return results, time.perf_counter() - started, {"process": time.process_time() - cpu}
 
 
 def engine_alone(model, tokenizer, meta: dict, prompts: list[list[int]], concurrency: int,
-                 max_tokens: int) -> tuple[list[dict], float]:
+                 max_tokens: int) -> tuple[list[dict], float, dict]:
     """(a0): our engine in this process, `concurrency` sequences in flight (the next added as one ends),
     with the server's batch settings."""
     from modelshop.llm.engine import Engine
@@ -485,9 +499,9 @@ def engine_alone(model, tokenizer, meta: dict, prompts: list[list[int]], concurr
         return done
 
     drive(deque(enumerate(prompts[:concurrency])), 4)  # warm-up
-    started = time.perf_counter()
+    started, cpu = time.perf_counter(), time.process_time()
     results = drive(deque(enumerate(prompts)), max_tokens)
-    return results, time.perf_counter() - started
+    return results, time.perf_counter() - started, {"process": time.process_time() - cpu}
 
 
 # --- the run --------------------------------------------------------------------------------------
@@ -500,14 +514,16 @@ def report(rows: dict[str, dict]) -> None:
     def sec(value: float | None) -> str:
         return "" if value is None else f"{value:.1f}"
     print(f"\n{'':50s} {'out tok/s':>9s} {'TTFT ms p50':>11s} {'p99':>5s} {'ITL ms p50':>10s} {'p99':>5s} "
-          f"{'latency s p50':>13s} {'p99':>5s} {'tokens':>6s} {'errors':>6s} {'as (b)':>6s}  "
+          f"{'latency s p50':>13s} {'p99':>5s} {'tokens':>6s} {'errors':>6s} {'as (b)':>6s} {'tok/CPU s':>9s}  "
           "CPU s: server (HTTP process) / clients")
     for label, r in rows.items():
         same = "" if r["same_as_b"] is None else f"{r['same_as_b']}/{r['requests'] - r['errors']}"
-        cpu = f"{r['cpu']['server']:.1f} ({r['cpu']['http']:.1f}) / {r['cpu']['clients']:.1f}" if r["cpu"] else ""
+        cpu = f"{r['cpu']['server']:.1f} ({r['cpu']['http']:.1f}) / {r['cpu']['clients']:.1f}" \
+            if "server" in r["cpu"] else f"{r['cpu'].get('process', 0):.1f} (this process)"
+        per_cpu = "" if r["tok_per_cpu_s"] is None else f"{r['tok_per_cpu_s']:.1f}"
         print(f"{label:50s} {r['tok_s']:9.1f} {ms(r['ttft50']):>11s} {ms(r['ttft99']):>5s} {ms(r['itl50']):>10s} "
               f"{ms(r['itl99']):>5s} {sec(r['lat50']):>13s} {sec(r['lat99']):>5s} {r['tokens']:6d} {r['errors']:6d} "
-              f"{same:>6s}  {cpu}")
+              f"{same:>6s} {per_cpu:>9s}  {cpu}")
     for label, r in rows.items():
         notes = [f"output tokens/s per round {r['rounds_tok_s']}"]
         if r["server_ttft_mean"] is not None:
@@ -534,6 +550,10 @@ def targets(a: dict, b: dict | None, c: dict | None, clients: int) -> dict[str, 
     if c:
         out["a_over_c"] = ratio = a["tok_s"] / c["tok_s"] if c["tok_s"] else float("inf")
         print(f"  (a)@{clients} / (c) output tokens/s = {ratio:.2f} (≥ 0.8): {verdict(ratio >= 0.8)}")
+    per_cpu = [f"{name} = {a['tok_per_cpu_s'] / other['tok_per_cpu_s']:.2f}" for name, other in
+               ((f"(a)@{clients} / (b)", b), (f"(a)@{clients} / (c)", c)) if other and other["tok_per_cpu_s"]]
+    if per_cpu and a["tok_per_cpu_s"]:
+        print(f"  the same ratios per CPU second (fairer where other processes share the cores): {', '.join(per_cpu)}")
     return out
 
 
