@@ -34,7 +34,8 @@ DEMO_DATA = ROOT / "src" / "modelshop" / "demo" / "data" / "support_messages.jso
 
 
 def read(path: Path) -> list[dict]:
-    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+    # split on "\n" alone: a review may hold U+2028 and the like, which splitlines() would break at
+    return [json.loads(line) for line in path.read_text(encoding="utf-8").split("\n") if line.strip()]
 
 
 def write(path: Path, rows: list[dict]) -> Path:

@@ -13,7 +13,8 @@ from modelshop.registry import Registry
 from modelshop.train import TrainConfig, run_training
 from tests.support import AUTH, FAST, make_settings, write_jsonl
 
-TEXTS = ["Where is my parcel? It has been a week", "Please refund my order", "我的快递还没到", "我要退款，谢谢", "12345"]
+TEXTS = ["Where is my parcel? It has been a week", "Please refund my order", "我的快递还没到", "我要退款，谢谢",
+         "12345"]
 ROWS = ([{"text": f"Where is my parcel number {i}, the courier lost it", "label": "delivery"} for i in range(30)]
         + [{"text": f"Please refund order {i}, I want my money back", "label": "refund"} for i in range(30)]
         + [{"text": f"我的快递{i}号还没到，物流没有更新", "label": "delivery"} for i in range(30)]

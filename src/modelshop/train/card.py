@@ -57,7 +57,9 @@ def model_card(*, name: str, base_model: str, family: str, labels: list[str], mu
               f"Classifying short texts into the labels above, in the language(s) of the training data. "
               "Not for decisions about people without human review; scores are probabilities "
               f"(expected calibration error {metrics.get('ece')}), not guarantees.", ""]
-    lines += ["## Recommendation", "", f"**Deploy: {recommended}.** {reason}", ""]
+    verdict = (f"**Deploy: {recommended}.**" if recommended == family
+               else f"**Recommended: {recommended}; this version serves: {family}.**")
+    lines += ["## Recommendation", "", f"{verdict} {reason}", ""]
     if combination:
         lines += _combination(combination)
     head = "| metric | this model |" + "".join(f" {_column(o)} |" for o in others) if others else \

@@ -216,34 +216,31 @@ def _train_into(build: Path, cfg: TrainConfig, data: RunData, *, progress: bool,
     split what to deploy, evaluate every candidate, and write the deployed one's files, charts and
     confusion matrix into `build`; a transformer's scratch checkpoints go under `runs_dir` unless the
     config names a checkpoint folder."""
-    tfidf = _fit_tfidf(cfg, data) if cfg.tfidf_baseline or cfg.is_tfidf else None
+    pipe, tfidf, tfidf_info = _fit_tfidf(cfg, data) if cfg.tfidf_baseline or cfg.is_tfidf else (None, None, None)
+    tf_meta = layout.tfidf_meta(data.label_names, data.multi_label, cfg.threshold)
     if cfg.is_tfidf:
-        meta = layout.write_tfidf(build, tfidf[0], layout.tfidf_meta(data.label_names, data.multi_label, cfg.threshold))
-        return _finish(build, TrainResult(metrics=tfidf[1].metrics, baseline=None, meta=meta, charts={}))
+        meta = layout.write_tfidf(build, pipe, tf_meta)
+        return _finish(build, TrainResult(metrics=tfidf.metrics, baseline=None, meta=meta, charts={}))
     fit, transformer, fit_info, search = _fit_transformer(cfg, data, progress=progress,
                                                           scratch=runs_dir / build.name)
-    choice = _choose(cfg, data, transformer, tfidf[1] if tfidf else None)
+    choice = _choose(cfg, data, transformer, tfidf)
     deploy = choice.deploy if cfg.deploy == "recommended" else cfg.deploy
     weights, languages = choice.weights, choice.languages
     if deploy == "ensemble" and weights is None:  # asked for though not advised: weights from what there is
-        weights, languages = _asked_weights(cfg, data, transformer, tfidf[1])
-    scored = {"transformer": transformer}
-    if tfidf:
-        scored["tfidf"] = tfidf[1]
-    if weights is not None:
-        codes = text_languages(data.evaluation.texts, languages)
-        probs = mix(transformer.eval_probs, tfidf[1].eval_probs, codes, weights)
+        weights, languages = _asked_weights(cfg, data, transformer, tfidf)
+    scored = {"transformer": transformer, **({"tfidf": tfidf} if tfidf else {})}
+    if weights is not None:  # the best combination's figures, deployed or not
+        probs = mix(transformer.eval_probs, tfidf.eval_probs, text_languages(data.evaluation.texts, languages),
+                    weights)
         scored["ensemble"] = Scored(probs, None, _metrics(cfg, data, probs))
     tr_meta = layout.transformer_meta(data.label_names, data.multi_label, data.max_length, cfg.base_model,
                                       cfg.threshold)
     if deploy == "transformer":
         meta = layout.write_transformer(build, fit, tr_meta)
     elif deploy == "tfidf":
-        meta = layout.write_tfidf(build, tfidf[0], {**layout.tfidf_meta(data.label_names, data.multi_label,
-                                                                        cfg.threshold)})
+        meta = layout.write_tfidf(build, pipe, tf_meta)
     else:
-        meta = layout.write_ensemble(build, fit, tfidf[0], tr_meta, layout.tfidf_meta(
-            data.label_names, data.multi_label, cfg.threshold), weights=weights, languages=languages)
+        meta = layout.write_ensemble(build, fit, pipe, tr_meta, tf_meta, weights=weights, languages=languages)
     charts = {"training curves": plots.training_curves_png(fit.history, build / "training_curves.png").name}
     (build / "history.json").write_text(json.dumps(fit.history))
     reason = choice.reason
@@ -253,7 +250,7 @@ def _train_into(build: Path, cfg: TrainConfig, data: RunData, *, progress: bool,
         f"{'combination' if k == 'ensemble' else k} {v.metrics['macro_f1']:.3f}" for k, v in scored.items()) + \
         " macro-F1."
     return _finish(build, TrainResult(
-        metrics=scored[deploy].metrics, baseline=headline(tfidf[1].metrics) | tfidf[2] if tfidf else None,
+        metrics=scored[deploy].metrics, baseline={**headline(tfidf.metrics), **tfidf_info} if tfidf else None,
         meta=meta, charts=charts, fit=fit_info, search=search, recommended=choice.deploy, reason=reason,
         candidates={k: headline(v.metrics) for k, v in scored.items()}, validation=choice.validation or None))
 
