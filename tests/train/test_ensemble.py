@@ -175,3 +175,14 @@ def test_a_changed_tfidf_part_is_refused(settings, tiny_bert, bilingual):
 def test_deploy_options_that_cannot_work_are_refused(options, match):
     with pytest.raises(ValidationError, match=match):
         TrainConfig(**options)
+
+
+def test_tfidf_reads_chinese_characters_as_words_and_english_as_before():
+    import re
+
+    from modelshop.train.tfidf import TOKEN_PATTERN
+
+    assert re.findall(TOKEN_PATTERN, "我的快递DD2024号 can't log_in café") == [
+        "我", "的", "快", "递", "DD2024", "号", "can", "t", "log_in", "café"]
+    english = "I can't log in, order #4512 is late"
+    assert re.findall(TOKEN_PATTERN, english) == re.findall(r"(?u)\b\w+\b", english)
