@@ -91,7 +91,8 @@ def test_text_completions_plain_and_streamed(llm, tokenizer):
     r = llm.post("/v1/completions", json=body, headers=AUTH)
     assert r.status_code == 200, r.text
     out = r.json()
-    assert out["object"] == "text_completion" and out["usage"]["prompt_tokens"] == len(tokenizer("Refunds take").input_ids)
+    assert out["object"] == "text_completion"
+    assert out["usage"]["prompt_tokens"] == len(tokenizer("Refunds take").input_ids)
     events = sse(llm.post("/v1/completions", json={**body, "stream": True}, headers=AUTH).text)
     assert "".join(e["choices"][0]["text"] for e in events[:-1]) == out["choices"][0]["text"]
 

@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING
 
 import torch
 from accelerate import Accelerator
+from accelerate.state import AcceleratorState
 from accelerate.utils import parse_flag_from_env, set_seed
 from tqdm.auto import tqdm
 
@@ -138,6 +139,9 @@ def fit_lora(model, cfg: FinetuneConfig, train: Encoded, val: Encoded | None, *,
     from peft import get_peft_model_state_dict, set_peft_model_state_dict
     from transformers import get_linear_schedule_with_warmup
 
+    # accelerate keeps its precision in process-wide state, fixed by the first Accelerator: one process
+    # may train several models in turn (the demo, a test session, a classifier after a LoRA run in bf16)
+    AcceleratorState._reset_state()
     accelerator = Accelerator(gradient_accumulation_steps=cfg.gradient_accumulation_steps,
                               mixed_precision=mixed_precision(cfg.mixed_precision), cpu=cpu_only())
     set_seed(cfg.seed)
@@ -167,7 +171,7 @@ def fit_lora(model, cfg: FinetuneConfig, train: Encoded, val: Encoded | None, *,
             started = time.perf_counter()
             batch = collate(train, idx, pad_id, device)
             with accelerator.accumulate(model):
-                loss = model(**batch).loss
+                loss = model(**batch, use_cache=False).loss   # no key/value cache to build in training
                 accelerator.backward(loss)
                 if accelerator.sync_gradients and cfg.max_grad_norm:
                     accelerator.clip_grad_norm_(trainable, cfg.max_grad_norm)

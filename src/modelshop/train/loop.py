@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 from accelerate import Accelerator
+from accelerate.state import AcceleratorState
 from accelerate.utils import set_seed
 from sklearn.metrics import f1_score
 from torch.utils.data import DataLoader, Sampler
@@ -174,6 +175,9 @@ def fit_transformer(cfg: TrainConfig, train: tuple[list[str], list], val: tuple[
                     label_names: list[str], multi_label: bool, max_length: int, *,
                     balanced: bool, progress: bool = True) -> FitResult:
     """Fine-tune `cfg.base_model`; returns the model with the best validation macro-F1 loaded."""
+    # accelerate keeps its precision in process-wide state, fixed by the first Accelerator: one process
+    # may train several models in turn (the demo, a test session, a classifier after a LoRA run in bf16)
+    AcceleratorState._reset_state()
     accelerator = Accelerator(gradient_accumulation_steps=cfg.gradient_accumulation_steps,
                               mixed_precision=_mixed_precision(cfg.mixed_precision), cpu=cpu_only())
     set_seed(cfg.seed)
