@@ -150,3 +150,38 @@ def test_llm_eval_scores_the_version_and_its_base_in_one_run(shop):
     plain = cli_json("llm", "eval", "--model", "tiny", "--data", str(shop["data"]))
     assert plain["base"] is None and plain["paid"] is None
     assert plain["perplexity"] == pytest.approx(r["base_perplexity"], rel=1e-3)
+
+
+def test_plans_price_the_fine_tuned_model_apart_from_its_base(shop, tmp_path):
+    import shutil
+
+    from sqlalchemy import select
+
+    from modelshop.billing.accounts import create_customer, create_plan
+    from modelshop.billing.keys import create_key
+    from modelshop.billing.plans import parse_plan
+    from modelshop.billing.tables import UsageEvent
+    from modelshop.db import get_database
+    from tests.support import ACTOR, bearer
+
+    home = tmp_path / "home"
+    shutil.copytree(shop["settings"].home, home)
+    settings = make_settings(home, serve_gate="billing", llm_processes=False)
+    db = get_database(settings)
+    create_plan(db, parse_plan({"code": "tok", "currency": "USD", "charges": [
+        {"metric": "input_tokens", "model": "unit", "unit_price": "0.000001", "models": ["support-bot"]},
+        {"metric": "output_tokens", "model": "unit", "unit_price": "0.000002", "models": ["support-bot"]},
+        {"metric": "input_tokens", "model": "unit", "unit_price": "0.0000002", "models": ["tiny"]},
+        {"metric": "output_tokens", "model": "unit", "unit_price": "0.0000006", "models": ["tiny"]}]}), actor=ACTOR)
+    customer = create_customer(db, "Acme", "tok", actor=ACTOR)["id"]
+    key = create_key(db, customer, actor=ACTOR)["key"]
+    with TestClient(build_app(settings)) as client:
+        prices = {m["id"]: m["pricing"] for m in client.get("/v1/models", headers=bearer(key)).json()["data"]}
+        r = client.post("/v1/chat/completions", headers=bearer(key), json={
+            "model": "support-bot", "temperature": 0, "max_tokens": 8, "messages": [{"role": "user", "content": "Hi"}]})
+        assert r.status_code == 200, r.text
+    assert prices["support-bot"] == {"currency": "USD", "input_per_million": "1.00", "output_per_million": "2.00"}
+    assert prices["tiny"] == {"currency": "USD", "input_per_million": "0.20", "output_per_million": "0.60"}
+    with db.session() as s:
+        [event] = s.scalars(select(UsageEvent).where(UsageEvent.customer_id == customer)).all()
+    assert event.model == "support-bot:1" and event.input_tokens == r.json()["usage"]["prompt_tokens"]

@@ -105,3 +105,12 @@ def test_early_stopping_keeps_the_best_epochs_adapter(tiny_llama, tmp_path):
     nll, tokens = answer_nll(result.model, encode(tokenizer, load_sft(tmp_path / "val.jsonl")),
                              pad_id=tokenizer.pad_token_id, batch_size=3)
     assert nll / tokens == pytest.approx(min(val), abs=1e-4) and nll / tokens < val[-1]
+
+
+def test_gradient_checkpointing_takes_the_same_steps_in_less_memory(tiny_llama, tmp_path):
+    data = write_pairs(tmp_path / "faq.jsonl")
+    plain = fit(tiny_llama, data, tmp_path / "plain", epochs=1)
+    recomputed = fit(tiny_llama, data, tmp_path / "gc", epochs=1, gradient_checkpointing=True)
+    assert recomputed.model.base_model.model.is_gradient_checkpointing
+    losses = [x["loss"] for x in plain.state.history["loss"]]
+    assert [x["loss"] for x in recomputed.state.history["loss"]] == pytest.approx(losses, rel=1e-4)

@@ -96,7 +96,7 @@ def answer_nll(model, enc: Encoded, *, pad_id: int, batch_size: int = 8) -> tupl
     model.eval()
     total, count = 0.0, 0
     for ids, mask, labels in _batches(enc, batch_size, pad_id, device):
-        logits = model(input_ids=ids, attention_mask=mask).logits[:, :-1].float()
+        logits = model(input_ids=ids, attention_mask=mask, use_cache=False).logits[:, :-1].float()
         target = labels[:, 1:]
         total += torch.nn.functional.cross_entropy(logits.reshape(-1, logits.shape[-1]), target.reshape(-1),
                                                    ignore_index=IGNORE, reduction="sum").item()

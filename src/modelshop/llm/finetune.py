@@ -60,6 +60,7 @@ class FinetuneConfig:
     gradient_accumulation_steps: int = 1
     mixed_precision: str = "auto"        # auto: bf16 on a GPU or a bf16-capable CPU, else fp32 | no | fp16 | bf16
     group_by_length: bool = True         # batches of similar length: little padding on short answers
+    gradient_checkpointing: bool = False  # recompute activations in the backward pass: less memory, slower steps
     max_grad_norm: float = 1.0
     system_prompt: str | None = None     # added to every conversation that has none (also say it when serving)
     redact_pii: bool = True              # e-mails, phones, ID and card numbers → [EMAIL] ... before training
@@ -293,6 +294,7 @@ def run_finetune(data, eval_data=None, *, name: str, cfg: FinetuneConfig | None 
                     "best_val_loss": _r(fit.state.best_val_loss), "stopped_early": fit.stopped_early,
                     "resumed_at_step": fit.resumed_at_step, "samples_per_s": round(fit.samples_per_s, 2),
                     "tokens_per_s": round(fit.tokens_per_s, 1), "train_seconds": round(fit.state.train_seconds, 1),
+                    "train_cpu_seconds": round(fit.state.train_cpu_seconds, 1),
                     "peak_memory_mb": round(fit.peak_memory_mb, 1), "device": str(next(merged.parameters()).device)}
         data_info = {"train": str(train_all.source), "eval": eval_source, "data_sha256": data_sha256,
                      "eval_sha256": held.fingerprint(), "train_rows": len(fit_enc), "validation_rows":

@@ -70,6 +70,8 @@ def attach_lora(model, cfg: FinetuneConfig):
     targets = cfg.target_modules if isinstance(cfg.target_modules, str) else list(cfg.target_modules)
     config = LoraConfig(r=cfg.lora_rank, lora_alpha=cfg.lora_alpha, lora_dropout=cfg.lora_dropout,
                         target_modules=targets, bias="none", task_type="CAUSAL_LM")
+    if cfg.gradient_checkpointing:
+        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
     try:
         return get_peft_model(model, config)
     except ValueError as e:  # target modules that are not in this architecture
@@ -115,6 +117,8 @@ class LoopState:
     seen: int = 0               # conversations trained on
     tokens: int = 0             # tokens trained on (padding excluded)
     train_seconds: float = 0.0  # time in training steps, validation excluded
+    train_cpu_seconds: float = 0.0  # CPU time of this process in those steps: a figure other work sharing the
+    #                                 cores changes less than the wall time
     best_val_loss: float | None = None
     best_epoch: int = 0
     stale: int = 0              # epochs since the best validation loss
@@ -168,7 +172,7 @@ def fit_lora(model, cfg: FinetuneConfig, train: Encoded, val: Encoded | None, *,
                    leave=False, disable=not progress, dynamic_ncols=True)
         model.train()
         for idx in batches[state.batch:]:
-            started = time.perf_counter()
+            started, cpu = time.perf_counter(), time.process_time()
             batch = collate(train, idx, pad_id, device)
             with accelerator.accumulate(model):
                 loss = model(**batch, use_cache=False).loss   # no key/value cache to build in training
@@ -180,6 +184,7 @@ def fit_lora(model, cfg: FinetuneConfig, train: Encoded, val: Encoded | None, *,
                 optimizer.zero_grad()
             value = loss.item()
             state.train_seconds += time.perf_counter() - started
+            state.train_cpu_seconds += time.process_time() - cpu
             state.batch += 1
             state.step += 1
             state.seen += len(idx)
