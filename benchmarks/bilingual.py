@@ -65,7 +65,7 @@ def table(result: dict) -> list[str]:
     langs = list(result.get("per_language") or {})
     head = "| model | " + " | ".join(f"{c} macro-F1 (n={result['per_language'][c]['n']})" for c in langs) \
         + " | all macro-F1 | accuracy |"
-    lines = [head, "|" + " --- |" * (head.count(" |") + 1)]
+    lines = [head, "|" + " --- |" * head.count(" |")]
     for name in ("transformer", "tfidf", "ensemble"):
         m = cands.get(name)
         if m is None:
