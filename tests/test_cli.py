@@ -129,10 +129,10 @@ def test_real_minilm_learns_the_demo_data(tmp_path):
     """The real all-MiniLM-L6-v2 weights fine-tune well above chance (1/8) on the bundled data."""
     from modelshop.demo import DATA
 
-    out = json.loads(run("train", "--data", str(DATA), "--name", "real", "--base-model", "minilm", "--epochs", "4",
+    out = json.loads(run("train", "--data", str(DATA), "--name", "real", "--base-model", "minilm", "--epochs", "2",
                          "--learning-rate", "2e-4", "--batch-size", "16", "--json", env_home=tmp_path / "h").stdout)
     assert out["macro_f1"] > 0.4, out["macro_f1"]
-    assert out["baseline"]["macro_f1"] > 0.3 and out["recommended"] in {"transformer", "tfidf"}
+    assert out["baseline"]["macro_f1"] > 0.3 and out["recommended"] in {"transformer", "tfidf", "ensemble"}
 
 
 def test_score_out_into_a_missing_folder_is_one_line_and_leaves_nothing(settings, toy_data, tmp_path, capsys):

