@@ -160,9 +160,9 @@ def test_llm_eval_scores_the_version_and_its_base_in_one_run(shop):
     assert plain["perplexity"] == pytest.approx(r["base_perplexity"], rel=1e-3)
 
 
-@pytest.mark.xfail(strict=True, reason="open bug: /v1/models prices support-bot at 1.20/2.20, its own charge plus its "
-                   "base's, where the plan names each model apart (found at the end of session 5; see the notes)")
 def test_plans_price_the_fine_tuned_model_apart_from_its_base(shop, tmp_path):
+    # each charge names its model: a charge naming none applies to every model, the fine-tuned one included
+    # (DESIGN: `models` limits a charge to those models), so a price "for every other model" adds up with it
     import shutil
 
     from sqlalchemy import select
