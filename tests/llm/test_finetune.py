@@ -125,8 +125,21 @@ def test_personal_data_is_redacted_before_training(shop):
     assert any("[EMAIL] before training" in w for w in profile["warnings"])
 
 
-def test_the_registered_version_serves_its_answers(shop):
-    settings = make_settings(shop["settings"].home, llm_processes=False)
+def serving_home(shop, tmp_path) -> Path:
+    """A copy of the shop's home where only the fine-tuned version is in production. Two generative models
+    in production load at once, each in a thread when llm_processes is off, and transformers' loading patches
+    process-wide state (torch.linspace, weight tying, the meta device) without a lock: concurrent loads can
+    leave it patched, and later in-process loads of the session get meta or untied weights (reported)."""
+    import shutil
+
+    home = tmp_path / "home"
+    shutil.copytree(shop["settings"].home, home)
+    Registry.from_settings(make_settings(home)).promote("tiny:1", "archived")
+    return home
+
+
+def test_the_registered_version_serves_its_answers(shop, tmp_path):
+    settings = make_settings(serving_home(shop, tmp_path), llm_processes=False)
     sample = shop["result"]["samples"][0]
     with TestClient(build_app(settings)) as client:
         r = client.post("/v1/chat/completions", headers=AUTH, json={
@@ -163,20 +176,17 @@ def test_llm_eval_scores_the_version_and_its_base_in_one_run(shop):
 def test_plans_price_the_fine_tuned_model_apart_from_its_base(shop, tmp_path):
     # each charge names its model: a charge naming none applies to every model, the fine-tuned one included
     # (DESIGN: `models` limits a charge to those models), so a price "for every other model" adds up with it
-    import shutil
-
     from sqlalchemy import select
 
     from modelshop.billing.accounts import create_customer, create_plan
     from modelshop.billing.keys import create_key
     from modelshop.billing.plans import parse_plan
+    from modelshop.billing.queries import token_price_list
     from modelshop.billing.tables import UsageEvent
     from modelshop.db import get_database
     from tests.support import ACTOR, bearer
 
-    home = tmp_path / "home"
-    shutil.copytree(shop["settings"].home, home)
-    settings = make_settings(home, serve_gate="billing", llm_processes=False)
+    settings = make_settings(serving_home(shop, tmp_path), serve_gate="billing", llm_processes=False)
     db = get_database(settings)
     create_plan(db, parse_plan({"code": "tok", "currency": "USD", "charges": [
         {"metric": "input_tokens", "model": "unit", "unit_price": "0.000001", "models": ["support-bot"]},
@@ -191,7 +201,8 @@ def test_plans_price_the_fine_tuned_model_apart_from_its_base(shop, tmp_path):
             "model": "support-bot", "temperature": 0, "max_tokens": 8, "messages": [{"role": "user", "content": "Hi"}]})
         assert r.status_code == 200, r.text
     assert prices["support-bot"] == {"currency": "USD", "input_per_million": "1.00", "output_per_million": "2.00"}
-    assert prices["tiny"] == {"currency": "USD", "input_per_million": "0.20", "output_per_million": "0.60"}
+    listed = {r["model"]: (r["input_per_million"], r["output_per_million"]) for r in token_price_list(db)}
+    assert listed == {"support-bot": ("1.00", "2.00"), "tiny": ("0.20", "0.60")}
     with db.session() as s:
         [event] = s.scalars(select(UsageEvent).where(UsageEvent.customer_id == customer)).all()
     assert event.model == "support-bot:1" and event.input_tokens == r.json()["usage"]["prompt_tokens"]
