@@ -88,7 +88,8 @@ def test_a_conversation_and_the_feedback_loop(world, app, tmp_path):
     v1 = feedback.export_dataset("helper", base=DATA, settings=world)
     rows = [json.loads(line) for line in Path(v1["path"]).read_text(encoding="utf-8").splitlines()]
     assert rows[-1] == {"text": "I was charged twice for my subscription this month", "label": "refund"}
-    assert v1["version"] == 1 and v1["added"] >= 1 and v1["rows"] == len(DATA.read_text(encoding="utf-8").splitlines()) + v1["added"]
+    bundled = len(DATA.read_text(encoding="utf-8").splitlines())
+    assert v1["version"] == 1 and v1["added"] >= 1 and v1["rows"] == bundled + v1["added"]
 
     from modelshop.registry import Registry
     from modelshop.train import TrainConfig, run_training

@@ -31,9 +31,12 @@ from typing import Any
 
 import torch
 
+from modelshop.errors import ModelError, ModelshopError, UpstreamFailed, ValidationError
 from modelshop.llm.sampling import SamplingParams, choose, greedy_rows
 
 FINISH_STOP, FINISH_LENGTH, FINISH_CANCELLED, FINISH_ERROR = "stop", "length", "cancelled", "error"
+# an Event's `error` is "ErrorType: message" when it carries one of ours across a process boundary
+_CARRIED = {"ValidationError": ValidationError, "UpstreamFailed": UpstreamFailed}
 
 
 @dataclass
@@ -51,6 +54,16 @@ class Event:
     token_ids: tuple[int, ...] = ()  # the new tokens themselves
     answered_by: str | None = None  # NAME:VERSION of the model that produced it (set by the gateway)
     estimated: bool = False         # token counts counted here, not reported by the model's provider
+
+
+def failure(event: Event) -> ModelshopError:
+    """The error a failed event stands for: ours when its message names one (a bad schema is a
+    ValidationError, a relay that broke off an UpstreamFailed), else a ModelError."""
+    message = event.error or "generation failed"
+    kind, _, rest = message.partition(": ")
+    if kind in _CARRIED and rest:
+        return _CARRIED[kind](rest)
+    return ModelError(f"generation failed: {message}")
 
 
 @dataclass

@@ -24,9 +24,9 @@ from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
-from modelshop.errors import ModelError, UpstreamFailed, ValidationError
+from modelshop.errors import ModelError, ValidationError
 from modelshop.inference.models import Classified, Embedded, Generated, Task, check_task
-from modelshop.llm.engine import Event
+from modelshop.llm.engine import failure
 from modelshop.settings import Settings, get_settings
 
 
@@ -100,19 +100,6 @@ def check_room(name: str, context_length: int | None, prompt_tokens: int, max_to
     if context_length and prompt_tokens + max_tokens > context_length:
         raise ValidationError(f'the prompt has {prompt_tokens} tokens and max_tokens is {max_tokens}: more than '
                               f'model "{name}"\'s context of {context_length} tokens; shorten the prompt')
-
-
-def generation_failure(event: Event) -> Exception:
-    """The error of a generation that failed after it started (as /v1/chat/completions reports it)."""
-    message = event.error or "generation failed"
-    if message.startswith("UpstreamFailed: "):
-        return UpstreamFailed(message.removeprefix("UpstreamFailed: "))
-    if message.startswith("ValidationError: "):
-        return ValidationError(message.removeprefix("ValidationError: "))
-    return ModelError(f"generation failed: {message}")
-
-
-
 
 
 def _texts(texts: Sequence[str]) -> list[str]:
@@ -189,7 +176,7 @@ class DirectModels:
                 while engine.busy:
                     for event in engine.step():
                         if event.error:
-                            raise generation_failure(event)
+                            raise failure(event)
                         parts.append(event.text)
                         if event.finish_reason is not None:
                             return Generated("".join(parts), prepared.tokens, event.completion_tokens, served.ref,

@@ -316,13 +316,16 @@ class GenerativeModel:
     def chat_prompt(self, messages: list[dict]) -> list[int]:
         if not getattr(self.tokenizer, "chat_template", None):
             raise ValidationError(f'model "{self.name}" has no chat template; use /v1/completions with a prompt')
-        ids = self.tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=True)
-        if isinstance(ids, dict) or hasattr(ids, "keys"):   # a BatchEncoding
-            ids = ids["input_ids"]
-        return list(ids)
+        return chat_ids(self.tokenizer, messages)
 
     def text_prompt(self, prompt: str) -> list[int]:
         return list(self.tokenizer(prompt)["input_ids"])
+
+
+def chat_ids(tokenizer, messages: list[dict]) -> list[int]:
+    """The prompt's token ids as the tokenizer's chat template renders `messages` for a reply."""
+    ids = tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=True)
+    return list(ids["input_ids"] if hasattr(ids, "keys") else ids)   # a BatchEncoding in transformers 5
 
 
 def load_generative(row, path: Path, settings: Settings, metrics: Metrics) -> GenerativeModel:

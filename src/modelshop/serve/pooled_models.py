@@ -36,9 +36,10 @@ import numpy as np
 from modelshop.errors import ModelError, NotFound, ValidationError
 from modelshop.inference.base import probabilities
 from modelshop.inference.models import Classified, Embedded, Generated, Task, check_task
+from modelshop.llm.engine import failure
 from modelshop.llm.sampling import SamplingParams
 from modelshop.registry import parse_ref
-from modelshop.serve.direct_models import chat_messages, check_room, generation_failure, prompt_texts
+from modelshop.serve.direct_models import chat_messages, check_room, prompt_texts
 from modelshop.serve.embeddings import accepts
 from modelshop.serve.pool import ServedModel
 from modelshop.serve.runners import Seq
@@ -159,7 +160,7 @@ class PooledModels:
         try:
             async for event in stream:
                 if event.error:
-                    raise generation_failure(event)
+                    raise failure(event)
                 parts.append(event.text)
                 if event.finish_reason is not None:
                     break

@@ -99,8 +99,9 @@ class Counter:
 
     def chat(self, messages: list[dict]) -> int:
         if self.tokenizer is not None and getattr(self.tokenizer, "chat_template", None):
-            ids = self.tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=True)
-            return len(ids["input_ids"] if hasattr(ids, "keys") else ids)
+            from modelshop.serve.generation import chat_ids
+
+            return len(chat_ids(self.tokenizer, messages))
         return sum(self.text(m["content"]) + 4 for m in messages) + 2   # OpenAI's per-message overhead
 
 

@@ -29,14 +29,14 @@ from fastapi import APIRouter, Request
 from fastapi.responses import StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field
 
-from modelshop.errors import ModelError, UpstreamFailed, ValidationError
+from modelshop.errors import ModelError, ValidationError
 from modelshop.gate import Units
-from modelshop.llm.engine import Event
+from modelshop.llm.engine import Event, failure
 from modelshop.llm.sampling import SamplingParams
 from modelshop.serve.deps import CallerDep, GateDep, PrincipalDep, ServiceDep
 from modelshop.serve.metering import MeteredCall, metered
 from modelshop.serve.routes import ERRORS
-from modelshop.serve.service import ClientGone, Outcome, Service, until_disconnect
+from modelshop.serve.service import Outcome, Service, until_disconnect
 
 router = APIRouter(tags=["generative"])
 log = logging.getLogger("modelshop.serve")
@@ -221,7 +221,7 @@ async def _stream(request, service, caller, model, prompt, params, response_form
         events = run.events(params, response_format)
         first = await anext(events)
         if first.error:
-            raise _failure(first)
+            raise failure(first)
     except BaseException as e:
         await stack.__aexit__(type(e), e, e.__traceback__)
         raise
@@ -251,7 +251,7 @@ class _Stream:
             while True:
                 if event.error:
                     self.failed = True
-                    yield _data({"error": {"message": _failure(event).message, "type": "server_error",
+                    yield _data({"error": {"message": failure(event).message, "type": "server_error",
                                            "param": None, "code": "model"}})
                     return
                 if event.text:
@@ -367,7 +367,7 @@ class _Run:
         parts = []
         async for event in self.events(params, response_format):
             if event.error:
-                raise _failure(event)
+                raise failure(event)
             parts.append(event.text)
             if event.finish_reason is not None:
                 return "".join(parts), event.finish_reason
@@ -390,15 +390,6 @@ class _Run:
         if self.source == "upstream" or self.answered_by != self.model.ref:
             return {"x-modelshop-upstream": self.answered_name}
         return {}
-
-
-def _failure(event: Event) -> Exception:
-    message = event.error or "generation failed"
-    if message.startswith("ValidationError: "):
-        return ValidationError(message.removeprefix("ValidationError: "))
-    if message.startswith("UpstreamFailed: "):
-        return UpstreamFailed(message.removeprefix("UpstreamFailed: "))
-    return ModelError(f"generation failed: {message}")
 
 
 class _Shape:
@@ -445,4 +436,4 @@ def _data(obj: dict) -> bytes:
     return b"data: " + json.dumps(obj, separators=(",", ":"), ensure_ascii=False).encode() + b"\n\n"
 
 
-__all__ = ["router", "ClientGone"]
+__all__ = ["router"]
